@@ -1,0 +1,1 @@
+"""MM-Zero runtime: everything that runs inside a stage, and the local executor."""

@@ -1,0 +1,1 @@
+"""Shared test configuration: tier markers are registered in pyproject.toml (--strict-markers)."""
