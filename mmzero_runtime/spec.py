@@ -1,4 +1,4 @@
-"""The MMZeroRun spec: every parameter of a run, typed, with the reference code's values as defaults.
+"""The MMZeroRun spec: every parameter of a run, typed, defaulting to the reference code's values.
 
 This module is the one source of truth. The CRD schema, the README's spec reference and the
 validation messages are generated from it. Section numbers (§) cite
@@ -9,14 +9,14 @@ and the code disagree (§11) the code's value is the default and the paper's is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 API_GROUP = "mmzero.dev"
-API_VERSION = f"{API_GROUP}/v1alpha1"
-KIND = "MMZeroRun"
+API_VERSION: Final = "mmzero.dev/v1alpha1"
+KIND: Final = "MMZeroRun"
 
 SEED_TOPICS: tuple[str, ...] = (
     "chart and graph understanding",
@@ -49,7 +49,7 @@ class SpecError(ValueError):
 
 
 class _Spec(BaseModel):
-    """Base of every spec model: unknown keys are errors, attribute docstrings become schema text."""
+    """Base of every spec model: unknown keys are errors; attribute docstrings become schema."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -58,8 +58,8 @@ class GRPOSpec(_Spec):
     """GRPO settings of one role (§7.1 common values, §7.2 per-role values)."""
 
     group_size: int = Field(4, ge=2, le=64)
-    """Responses sampled per prompt (GRPO n). Advantages are normalised within a group, so at
-    least 2. Reference: Proposer 4, Coder 4, Solver 8."""
+    """Responses sampled per prompt (GRPO n), at least 2 because advantages are normalised within
+    a group. Reference: Proposer 4, Coder 4, Solver 8."""
 
     rollout_batch_size: int = Field(18, ge=1)
     """Prompts per GRPO step. Reference: Proposer 18, Coder 320, Solver 512."""
@@ -163,19 +163,40 @@ class GRPOSpec(_Spec):
 
 
 def _proposer_grpo() -> GRPOSpec:
-    return GRPOSpec(group_size=4, rollout_batch_size=18, global_batch_size=18, temperature=1.0,
-                    top_p=0.99, max_prompt_tokens=4096, max_response_tokens=4096)
+    return GRPOSpec(
+        group_size=4,
+        rollout_batch_size=18,
+        global_batch_size=18,
+        temperature=1.0,
+        top_p=0.99,
+        max_prompt_tokens=4096,
+        max_response_tokens=4096,
+    )
 
 
 def _coder_grpo() -> GRPOSpec:
-    return GRPOSpec(group_size=4, rollout_batch_size=320, global_batch_size=64, temperature=0.7,
-                    top_p=0.95, max_prompt_tokens=4096, max_response_tokens=4096)
+    return GRPOSpec(
+        group_size=4,
+        rollout_batch_size=320,
+        global_batch_size=64,
+        temperature=0.7,
+        top_p=0.95,
+        max_prompt_tokens=4096,
+        max_response_tokens=4096,
+    )
 
 
 def _solver_grpo() -> GRPOSpec:
-    return GRPOSpec(group_size=8, rollout_batch_size=512, global_batch_size=64,
-                    micro_batch_size_experience=1, temperature=1.0, top_p=0.99,
-                    max_prompt_tokens=8192, max_response_tokens=4096)
+    return GRPOSpec(
+        group_size=8,
+        rollout_batch_size=512,
+        global_batch_size=64,
+        micro_batch_size_experience=1,
+        temperature=1.0,
+        top_p=0.99,
+        max_prompt_tokens=8192,
+        max_response_tokens=4096,
+    )
 
 
 class RolesSpec(_Spec):
@@ -226,21 +247,24 @@ class DataSpec(_Spec):
     (625 per GPU x 8)."""
 
     propose_sampling: SamplingSpec = Field(
-        default_factory=lambda: SamplingSpec(temperature=1.0, top_p=0.95, max_tokens=4096))
+        default_factory=lambda: SamplingSpec(temperature=1.0, top_p=0.95, max_tokens=4096)
+    )
     """Sampling of offline proposals (§2.4 step 2: T 1.0, top-p 0.95)."""
 
     code_sampling: SamplingSpec = Field(
-        default_factory=lambda: SamplingSpec(temperature=0.7, top_p=0.95, max_tokens=4096))
+        default_factory=lambda: SamplingSpec(temperature=0.7, top_p=0.95, max_tokens=4096)
+    )
     """Sampling of offline SVGs for the render filter and Solver data (T 0.7, top-p 0.95)."""
 
     coder_service_sampling: SamplingSpec = Field(
-        default_factory=lambda: SamplingSpec(temperature=0.7, top_p=0.95, top_k=40,
-                                             max_tokens=4096))
-    """Sampling of the frozen Coder inside the Proposer reward (§8.1: T 0.7, top-p 0.95, top-k 40)."""
+        default_factory=lambda: SamplingSpec(temperature=0.7, top_p=0.95, top_k=40, max_tokens=4096)
+    )
+    """Sampling of the frozen Coder inside the Proposer reward (§8.1: T 0.7, top-p 0.95,
+    top-k 40)."""
 
     solver_service_sampling: SamplingSpec = Field(
-        default_factory=lambda: SamplingSpec(temperature=1.0, top_p=1.0, top_k=40,
-                                             max_tokens=4096))
+        default_factory=lambda: SamplingSpec(temperature=1.0, top_p=1.0, top_k=40, max_tokens=4096)
+    )
     """Sampling of the frozen Solver inside the Proposer and Coder rewards and for offline labels
     (§8.1, §2.5 step 4: T 1.0, top-p 1.0, top-k 40)."""
 
@@ -458,7 +482,8 @@ class EvaluationSpec(_Spec):
     """Known-answer items made by the procedural generator, never seen in training."""
 
     sampling: SamplingSpec = Field(
-        default_factory=lambda: SamplingSpec(temperature=0.6, top_p=0.95, max_tokens=4096))
+        default_factory=lambda: SamplingSpec(temperature=0.6, top_p=0.95, max_tokens=4096)
+    )
     """Sampling of the evaluated Solver (§9: T 0.6, top-p 0.95, 4,096 tokens)."""
 
 
@@ -482,32 +507,44 @@ class ResourcesSpec(_Spec):
     """Compute per stage kind; defaults follow the reference's one-node, 8-GPU layout (§8.1)."""
 
     proposer_trainer: PodResourcesSpec = Field(
-        default_factory=lambda: PodResourcesSpec(gpus=3, cpu="24", memory="256Gi"))
+        default_factory=lambda: PodResourcesSpec(gpus=3, cpu="24", memory="256Gi")
+    )
     """Proposer GRPO trainer (reference: GPUs 0-2)."""
 
     coder_trainer: PodResourcesSpec = Field(
-        default_factory=lambda: PodResourcesSpec(gpus=4, cpu="32", memory="320Gi"))
+        default_factory=lambda: PodResourcesSpec(gpus=4, cpu="32", memory="320Gi")
+    )
     """Coder GRPO trainer (reference: GPUs 0-3)."""
 
     solver_trainer: PodResourcesSpec = Field(
-        default_factory=lambda: PodResourcesSpec(gpus=8, cpu="64", memory="640Gi"))
+        default_factory=lambda: PodResourcesSpec(gpus=8, cpu="64", memory="640Gi")
+    )
     """Solver GRPO trainer (reference: all 8 GPUs)."""
 
     coder_server: PodResourcesSpec = Field(
-        default_factory=lambda: PodResourcesSpec(gpus=1, cpu="8", memory="64Gi", replicas=2))
+        default_factory=lambda: PodResourcesSpec(gpus=1, cpu="8", memory="64Gi", replicas=2)
+    )
     """Frozen Coder servers during Proposer GRPO (reference: 2, on GPUs 3-4)."""
 
     solver_server: PodResourcesSpec = Field(
-        default_factory=lambda: PodResourcesSpec(gpus=1, cpu="8", memory="64Gi", replicas=3))
-    """Frozen Solver servers during Proposer GRPO (reference: 3, GPUs 5-7) and, with one more
-    replica, during Coder GRPO (reference: 4, GPUs 4-7)."""
+        default_factory=lambda: PodResourcesSpec(gpus=1, cpu="8", memory="64Gi", replicas=3)
+    )
+    """Frozen Solver servers during Proposer GRPO (reference: 3, on GPUs 5-7)."""
+
+    judge_server: PodResourcesSpec = Field(
+        default_factory=lambda: PodResourcesSpec(gpus=1, cpu="8", memory="64Gi", replicas=4)
+    )
+    """Frozen servers of the model that judges the Coder during Coder GRPO (reference: 4, on
+    GPUs 4-7)."""
 
     generation: PodResourcesSpec = Field(
-        default_factory=lambda: PodResourcesSpec(gpus=1, cpu="8", memory="64Gi", replicas=8))
+        default_factory=lambda: PodResourcesSpec(gpus=1, cpu="8", memory="64Gi", replicas=8)
+    )
     """Batch generation and labelling shards (reference: one process per GPU, 8)."""
 
     render: PodResourcesSpec = Field(
-        default_factory=lambda: PodResourcesSpec(gpus=0, cpu="8", memory="8Gi", replicas=1))
+        default_factory=lambda: PodResourcesSpec(gpus=0, cpu="8", memory="8Gi", replicas=1)
+    )
     """The render service (no GPU)."""
 
 
@@ -591,7 +628,8 @@ class Metadata(_Spec):
     model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
 
     name: str = Field(
-        "mmzero", min_length=1, max_length=40, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        "mmzero", min_length=1, max_length=40, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
     """Run name: a DNS label of at most 40 characters, so that every child name fits."""
 
     namespace: str | None = None
@@ -601,7 +639,7 @@ class Metadata(_Spec):
 class MMZeroRun(_Spec):
     """A whole run file: the same document goes to `mmzero run` and to `kubectl apply`."""
 
-    apiVersion: Literal["mmzero.dev/v1alpha1"] = API_VERSION  # noqa: N815
+    apiVersion: Literal["mmzero.dev/v1alpha1"] = API_VERSION
     """Always `mmzero.dev/v1alpha1`."""
 
     kind: Literal["MMZeroRun"] = KIND
@@ -622,9 +660,11 @@ def _describe(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         if info is None:
             return ""
         annotation = info.annotation
-        if i == len(loc) - 1 or not (isinstance(annotation, type)
-                                      and issubclass(annotation, BaseModel)):
-            return (info.description or "").split(". ")[0].strip().rstrip(".")
+        if i == len(loc) - 1 or not (
+            isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        ):
+            text = " ".join((info.description or "").split())
+            return text.split(". ")[0].rstrip(".")
         fields = annotation.model_fields
     return ""
 
@@ -641,7 +681,7 @@ def format_errors(error: ValidationError, source: str) -> str:
             continue
         value = item.get("input")
         shown = repr(value) if not isinstance(value, dict) else "{...}"
-        hint = _describe(MMZeroRun, loc)
+        hint = "" if isinstance(value, dict) else _describe(MMZeroRun, loc)
         line = f"  {path}: got {shown}; {message}"
         lines.append(f"{line} ({hint})" if hint else line)
     return "\n".join(lines)
@@ -650,8 +690,10 @@ def format_errors(error: ValidationError, source: str) -> str:
 def parse_run(document: Any, source: str = "run spec") -> MMZeroRun:
     """Validate a parsed YAML/JSON document; raise SpecError listing every problem."""
     if not isinstance(document, dict):
-        raise SpecError(f"{source}: expected a mapping with apiVersion, kind, metadata and spec, "
-                        f"got {type(document).__name__}")
+        raise SpecError(
+            f"{source}: expected a mapping with apiVersion, kind, metadata and spec, "
+            f"got {type(document).__name__}"
+        )
     try:
         return MMZeroRun.model_validate(document)
     except ValidationError as error:

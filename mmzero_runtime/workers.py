@@ -95,7 +95,7 @@ def _worker_main(
             reply: tuple[str, Any] = ("ok", task(payload))
         except MemoryError:
             reply = ("memory", "ran out of memory (worker memory limit)")
-        except Exception as error:  # noqa: BLE001 - any task error is that item's outcome
+        except Exception as error:
             reply = ("error", f"{type(error).__name__}: {error}"[:500])
         try:
             conn.send(reply)
@@ -206,19 +206,23 @@ class WorkerPool:
             wait_for = max(0.0, min(w.deadline for w in busy.values()) - now)
             ready = wait([w.conn for w in busy.values()], timeout=wait_for)
             for slot, worker in list(busy.items()):
-                index = worker.index
-                assert index is not None
+                item = worker.index
+                assert item is not None
                 elapsed = time.monotonic() - worker.started
                 if worker.conn in ready:
-                    results[index] = self._collect(slot, worker, elapsed)
+                    results[item] = self._collect(slot, worker, elapsed)
                     del busy[slot]
                 elif time.monotonic() >= worker.deadline:
-                    log.warning("task timed out and its worker was killed index=%d seconds=%.1f",
-                                index, elapsed)
-                    results[index] = TaskResult(
+                    log.warning(
+                        "task timed out and its worker was killed index=%d seconds=%.1f",
+                        item,
+                        elapsed,
+                    )
+                    results[item] = TaskResult(
                         failure="timeout",
                         detail=f"no result within {self._timeout:g} s; worker killed",
-                        seconds=elapsed)
+                        seconds=elapsed,
+                    )
                     self._replace(slot)
                     del busy[slot]
         return [r for r in results if r is not None]

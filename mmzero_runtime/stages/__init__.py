@@ -1,0 +1,1 @@
+"""Stages of a run: the pure stage graph and one module per stage kind."""

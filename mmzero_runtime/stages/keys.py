@@ -1,0 +1,49 @@
+"""The artifact key layout: where every stage's inputs and outputs live in the store.
+
+Keys are relative paths ("/"-separated) under the run's root in the artifact store (a local
+directory or an S3 prefix). A stage writes everything under its own prefix and writes
+`MANIFEST.json` there last; the manifest's existence is what "done" means to both executors.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Role = Literal["proposer", "coder", "solver"]
+ROLES: tuple[Role, ...] = ("proposer", "coder", "solver")
+
+MANIFEST = "MANIFEST.json"
+"""File name of a stage's manifest (sha256 per file), written last."""
+
+BASE_MODEL = "base/model"
+"""The base VLM every role starts from in iteration 1 (written by `mmzero import` or by the
+executor from `spec.model`)."""
+
+MODEL_DIR = "model"
+"""Sub-directory of a GRPO stage holding its final checkpoint (Hugging Face layout)."""
+
+PROPOSALS_FOR_CODER = "proposals-coder.jsonl"
+PROPOSALS_FOR_SOLVER = "proposals-solver.jsonl"
+CODER_TRAIN_SET = "coder-train.jsonl"
+SOLVER_TRAIN_SET = "solver-train.jsonl"
+IMAGES_DIR = "images"
+EVAL_RESULTS = "results.jsonl"
+
+
+def stage_prefix(iteration: int, kind: str) -> str:
+    """Prefix of one stage's outputs, e.g. `i1/coder-grpo`."""
+    if iteration < 1:
+        raise ValueError(f"iteration: got {iteration}, iterations count from 1")
+    return f"i{iteration}/{kind}"
+
+
+def manifest_key(prefix: str) -> str:
+    """Key of the manifest that marks the stage under `prefix` done."""
+    return f"{prefix}/{MANIFEST}"
+
+
+def checkpoint_key(role: Role, iteration: int) -> str:
+    """Key of `role`'s model after `iteration`; iteration 0 is the base model (§2.1 chaining)."""
+    if iteration == 0:
+        return BASE_MODEL
+    return f"{stage_prefix(iteration, f'{role}-grpo')}/{MODEL_DIR}"
