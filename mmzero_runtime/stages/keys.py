@@ -12,9 +12,6 @@ from typing import Literal
 Role = Literal["proposer", "coder", "solver"]
 ROLES: tuple[Role, ...] = ("proposer", "coder", "solver")
 
-MANIFEST = "MANIFEST.json"
-"""File name of a stage's manifest (sha256 per file), written last."""
-
 BASE_MODEL = "base/model"
 """The base VLM every role starts from in iteration 1 (written by `mmzero import` or by the
 executor from `spec.model`)."""
@@ -35,11 +32,6 @@ def stage_prefix(iteration: int, kind: str) -> str:
     if iteration < 1:
         raise ValueError(f"iteration: got {iteration}, iterations count from 1")
     return f"i{iteration}/{kind}"
-
-
-def manifest_key(prefix: str) -> str:
-    """Key of the manifest that marks the stage under `prefix` done."""
-    return f"{prefix}/{MANIFEST}"
 
 
 def checkpoint_key(role: Role, iteration: int) -> str:

@@ -16,6 +16,7 @@ from typing import Literal
 from mmzero_runtime.spec import PodResourcesSpec, RunSpec
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.keys import Role
+from mmzero_runtime.storage.manifest import manifest_key
 
 StageKind = Literal[
     "proposer-grpo",
@@ -80,7 +81,7 @@ class Stage:
 
     @property
     def manifest(self) -> str:
-        return keys.manifest_key(self.output)
+        return manifest_key(self.output)
 
     @property
     def gpus(self) -> int:

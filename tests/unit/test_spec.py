@@ -121,9 +121,9 @@ def _models(model: type[BaseModel], seen: set[type[BaseModel]]) -> set[type[Base
     seen.add(model)
     for info in model.model_fields.values():
         annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            if annotation not in seen:
-                _models(annotation, seen)
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if is_model and annotation not in seen:
+            _models(annotation, seen)
     return seen
 
 

@@ -1,0 +1,1 @@
+"""Artifact storage: the store interface, the local-directory backend and stage manifests."""

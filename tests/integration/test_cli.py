@@ -1,0 +1,77 @@
+"""Smoke tests of each `mmzero` command, run as a user runs them: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "run.yaml"
+
+pytestmark = pytest.mark.integration
+
+
+def mmzero(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mmzero_runtime.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_spec_validate_good_file_exits_zero() -> None:
+    result = mmzero("spec", "validate", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert "ok (run tiny, 1 iteration(s))" in result.stdout
+
+
+def test_spec_validate_bad_file_exits_two_naming_every_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: mmzero.dev/v1alpha1\nkind: MMZeroRun\nmetadata: {name: Bad_Name}\n"
+        "spec:\n  roles: {coder: {group_size: 1}}\n  render: {timeout_seconds: -3}\n"
+    )
+    result = mmzero("spec", "validate", str(bad))
+    assert result.returncode == 2
+    assert "3 problem(s)" in result.stderr
+    for path in ("metadata.name", "spec.roles.coder.group_size", "spec.render.timeout_seconds"):
+        assert path in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_spec_schema_prints_json_schema() -> None:
+    result = mmzero("spec", "schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "MMZeroRun"
+
+
+def test_spec_docs_write_reports_current_readme(tmp_path: Path) -> None:
+    copy = tmp_path / "README.md"
+    copy.write_text((ROOT / "README.md").read_text())
+    result = mmzero("spec", "docs", "--write", str(copy))
+    assert result.returncode == 0
+    assert "already current" in result.stdout
+
+
+def test_plan_prints_every_stage_with_inputs_and_outputs() -> None:
+    result = mmzero("plan", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    for kind in (
+        "proposer-grpo",
+        "propose",
+        "coder-data",
+        "coder-grpo",
+        "solver-data",
+        "solver-grpo",
+        "evaluate",
+    ):
+        assert f"i1-{kind}" in result.stdout
+    assert "out: i1/coder-grpo/" in result.stdout
