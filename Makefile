@@ -4,8 +4,9 @@ PYTEST_ARGS ?=
 
 .PHONY: setup run test test-fast lint docs bench
 
+# `uv run` afterwards never removes these extras (its sync is inexact).
 setup:
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra train --extra math-verify
 
 run: setup
 	$(UV) run mmzero spec validate examples/run.yaml
