@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from mmzero_runtime.rewards.errors import RewardError
@@ -54,7 +52,18 @@ def test_grader_repeated_pair_keeps_each_request_item() -> None:
     assert [(r.item_id, r.outcome) for r in results] == [("a", "correct"), ("b", "correct")]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("math_verify") is not None, reason="installed")
-def test_grader_math_verify_missing_raises_with_remedy() -> None:
-    with pytest.raises(RewardError, match="uv sync --extra math-verify"):
-        Grader(GradingSpec(grader="math_verify"))
+@pytest.mark.parametrize(
+    ("answer", "reference", "outcome"),
+    [
+        ("\\frac{1}{2}", "0.5", "correct"),  # a fraction equals its decimal
+        ("3", "3.0", "correct"),  # integer equals float
+        ("4", "5", "wrong"),  # different numbers
+    ],
+    ids=["fraction-decimal", "int-float", "different"],
+)
+def test_grader_math_verify_option_grades_like_mathruler(
+    answer: str, reference: str, outcome: str
+) -> None:
+    with Grader(GradingSpec(grader="math_verify")) as grader:
+        (result,) = grader.grade([GradeRequest("q1", answer, reference)])
+    assert result.outcome == outcome, result.detail
