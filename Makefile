@@ -2,7 +2,9 @@
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast lint docs bench
+CLUSTER_RUN_DIR ?= $(HOME)/.cache/mmzero/cluster-run
+
+.PHONY: setup run test test-fast lint docs bench cluster-build cluster cluster-down test-cluster
 
 # `uv run` afterwards never removes these extras (its sync is inexact).
 setup:
@@ -16,7 +18,7 @@ test: setup
 	$(UV) run pytest $(PYTEST_ARGS)
 
 test-fast: setup
-	$(UV) run pytest -m "not slow" $(PYTEST_ARGS)
+	$(UV) run pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 lint: setup
 	$(UV) run ruff check .
@@ -29,3 +31,15 @@ docs: setup
 
 bench: setup
 	$(UV) run python benchmarks/render.py
+
+cluster-build:
+	bash hack/cluster/build.sh
+
+cluster: setup
+	$(UV) run python hack/cluster/cluster.py up --run-dir $(CLUSTER_RUN_DIR)
+
+cluster-down: setup
+	$(UV) run python hack/cluster/cluster.py down --run-dir $(CLUSTER_RUN_DIR)
+
+test-cluster: setup
+	$(UV) run pytest -m cluster $(PYTEST_ARGS)
