@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mmzero_runtime.spec import SpecError, json_schema, load_run
+from mmzero_runtime.spec import RunSpec, SpecError, json_schema, load_run
 
 EXIT_USAGE = 2
 
@@ -56,6 +56,18 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    from mmzero_runtime.render import render_file
+
+    spec = load_run(args.spec).spec if args.spec else RunSpec()
+    result = render_file(Path(args.svg), Path(args.png), spec.render, spec.image)
+    if not result.ok:
+        print(f"error: {args.svg}: {result.reason}: {result.detail}", file=sys.stderr)
+        return 1
+    print(f"{args.png}: {result.width}x{result.height} PNG in {result.seconds:.2f} s")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmzero", description="MM-Zero: self-evolving VLM training from zero data."
@@ -77,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="print the stage graph of a run")
     plan.add_argument("file", help="MMZeroRun YAML file")
     plan.set_defaults(func=_plan)
+
+    render = commands.add_parser("render", help="render one SVG through the sandbox")
+    render.add_argument("svg", help="input SVG file")
+    render.add_argument("png", help="output PNG file (written only on success)")
+    render.add_argument("--spec", help="run file whose render limits and pixel budget to use")
+    render.set_defaults(func=_render)
     return parser
 
 

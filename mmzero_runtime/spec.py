@@ -297,7 +297,8 @@ class RenderSpec(_Spec):
     """Wall-clock limit per SVG; the worker is killed and replaced when it is passed (§4: 30 s)."""
 
     cpu_seconds: int = Field(60, ge=1)
-    """CPU-time limit (RLIMIT_CPU) of a worker process over its life before it is replaced."""
+    """CPU-time limit (RLIMIT_CPU) per SVG, re-armed before each one; a worker that passes it is
+    killed and replaced, and the SVG fails as a timeout."""
 
     memory_bytes: int = Field(1_073_741_824, ge=67_108_864)
     """Address-space limit (RLIMIT_AS) of a worker process."""

@@ -8,6 +8,7 @@ kills a worker that passes it and starts a replacement, so one bad item loses on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -22,6 +23,10 @@ from typing import Any, Literal
 log = logging.getLogger(__name__)
 
 Failure = Literal["timeout", "crash", "memory", "error"]
+
+
+class WorkerStartError(RuntimeError):
+    """A worker died or hung before it was ready (import or initializer failure)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class TaskResult:
     failure: Failure | None = None
     detail: str = ""
     seconds: float = 0.0
+    exit_code: int | None = None
+    """Exit status of a worker that died on this task (negative: the signal that killed it)."""
 
     @property
     def ok(self) -> bool:
@@ -85,6 +92,10 @@ def _worker_main(
     if initializer is not None:
         initializer()
     _apply_limits(limits)
+    try:
+        conn.send(("ready", None))  # start-up (imports, initializer) is not charged to a task
+    except (BrokenPipeError, OSError):
+        return  # the pool closed while this worker was starting
     while True:
         try:
             payload = conn.recv()
@@ -109,9 +120,12 @@ def _worker_main(
 class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: Connection
+    ready: bool = False
+    """Set once the worker has imported, initialised and applied its limits."""
     index: int | None = None
     started: float = 0.0
     deadline: float = 0.0
+    """Of the task in hand, or of start-up while not yet ready."""
     tasks_done: int = field(default=0)
 
 
@@ -120,7 +134,9 @@ class WorkerPool:
 
     `task` and `initializer` must be importable module-level functions. Results come back in
     input order; a task that times out, crashes its worker or exceeds the memory limit becomes a
-    failed TaskResult and its worker is replaced, while the other tasks go on.
+    failed TaskResult and its worker is replaced, while the other tasks go on. Tasks go only to
+    workers that reported ready, so start-up (imports, initializer) never counts against a
+    task's deadline; a worker that cannot start raises WorkerStartError.
     """
 
     def __init__(
@@ -133,6 +149,7 @@ class WorkerPool:
         initializer: Callable[[], None] | None = None,
         workdir: str | None = None,
         max_tasks_per_worker: int = 500,
+        startup_timeout_seconds: float = 120.0,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers: got {workers}, need at least 1")
@@ -143,6 +160,7 @@ class WorkerPool:
         self._initializer = initializer
         self._workdir = workdir
         self._max_tasks = max_tasks_per_worker
+        self._startup_timeout = startup_timeout_seconds
         self._context = multiprocessing.get_context("forkserver")
         self._workers: list[_Worker] = []
         self.replaced = 0
@@ -164,13 +182,14 @@ class WorkerPool:
         )
         process.start()
         child.close()
-        return _Worker(process=process, conn=parent)
+        return _Worker(process, parent, deadline=time.monotonic() + self._startup_timeout)
 
     def _ensure_started(self) -> None:
         while len(self._workers) < self._size:
             self._workers.append(self._spawn(len(self._workers)))
 
     def _replace(self, slot: int) -> None:
+        """Kill a worker and start its successor; tasks go to the successor once it is ready."""
         old = self._workers[slot]
         if old.process.is_alive():
             old.process.kill()
@@ -178,6 +197,43 @@ class WorkerPool:
         old.conn.close()
         self._workers[slot] = self._spawn(slot)
         self.replaced += 1
+
+    def _check_started(self, readable: list[Any]) -> None:
+        """Mark workers whose ready message arrived; a worker that cannot start is fatal."""
+        for worker in self._workers:
+            if worker.ready:
+                continue
+            message: object = None
+            if worker.conn in readable:
+                with contextlib.suppress(EOFError, OSError):  # died while starting
+                    message = worker.conn.recv()
+            elif time.monotonic() < worker.deadline:
+                continue
+            worker.ready = message == ("ready", None)
+            if not worker.ready:
+                worker.process.kill()
+                worker.process.join(timeout=5)
+                raise WorkerStartError(
+                    f"a worker did not start ({_describe_exit(worker.process.exitcode)}; "
+                    f"start-up limit {self._startup_timeout:g} s); check that the task's module "
+                    "imports and the initializer succeeds in a fresh process"
+                )
+
+    def _dispatch(self, items: list[Any], pending: list[int], busy: dict[int, _Worker]) -> None:
+        """Hand the next pending items to ready, idle workers; the deadline starts now."""
+        for slot, worker in enumerate(self._workers):
+            if not pending or not worker.ready or slot in busy:
+                continue
+            index = pending.pop()
+            worker.index, worker.started = index, time.monotonic()
+            worker.deadline = worker.started + self._timeout
+            try:
+                worker.conn.send(items[index])
+            except (BrokenPipeError, OSError):
+                self._replace(slot)
+                pending.append(index)
+                continue
+            busy[slot] = worker
 
     def map(self, payloads: Sequence[Any] | Iterable[Any]) -> list[TaskResult]:
         """Run every payload; never raises for a bad item."""
@@ -188,28 +244,16 @@ class WorkerPool:
         pending.reverse()
         busy: dict[int, _Worker] = {}
         while pending or busy:
-            for slot, worker in enumerate(self._workers):
-                if pending and slot not in busy:
-                    index = pending.pop()
-                    worker.index, worker.started = index, time.monotonic()
-                    worker.deadline = worker.started + self._timeout
-                    try:
-                        worker.conn.send(items[index])
-                    except (BrokenPipeError, OSError):
-                        self._replace(slot)
-                        pending.append(index)
-                        continue
-                    busy[slot] = worker
-            if not busy:
-                continue
-            now = time.monotonic()
-            wait_for = max(0.0, min(w.deadline for w in busy.values()) - now)
-            ready = wait([w.conn for w in busy.values()], timeout=wait_for)
+            self._dispatch(items, pending, busy)
+            starting = [w for w in self._workers if not w.ready]
+            watched = list(busy.values()) + starting
+            wait_for = max(0.0, min(w.deadline for w in watched) - time.monotonic())
+            readable = wait([w.conn for w in watched], timeout=wait_for)
             for slot, worker in list(busy.items()):
                 item = worker.index
                 assert item is not None
                 elapsed = time.monotonic() - worker.started
-                if worker.conn in ready:
+                if worker.conn in readable:
                     results[item] = self._collect(slot, worker, elapsed)
                     del busy[slot]
                 elif time.monotonic() >= worker.deadline:
@@ -225,6 +269,7 @@ class WorkerPool:
                     )
                     self._replace(slot)
                     del busy[slot]
+            self._check_started(readable)
         return [r for r in results if r is not None]
 
     def _collect(self, slot: int, worker: _Worker, elapsed: float) -> TaskResult:
@@ -236,7 +281,7 @@ class WorkerPool:
             self._replace(slot)
             reason = _describe_exit(code)
             failure: Failure = "memory" if code == -signal.SIGKILL else "crash"
-            return TaskResult(failure=failure, detail=reason, seconds=elapsed)
+            return TaskResult(failure=failure, detail=reason, seconds=elapsed, exit_code=code)
         worker.tasks_done += 1
         if status == "memory" or worker.tasks_done >= self._max_tasks:
             self._replace(slot)
