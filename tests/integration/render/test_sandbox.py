@@ -215,7 +215,9 @@ def test_renderer_workers_run_in_scratch_under_rlimits(
     ("width", "height", "reason", "size"),
     [
         pytest.param(100_000, 50_000, "ok", (2896, 1448), id="oversize-fit-to-max-pixels"),
-        pytest.param(40, 30, "ok", (591, 443), id="tiny-scaled-up-to-min-pixels"),
+        pytest.param(
+            40, 30, "ok", (592, 444), id="tiny-scaled-up-to-min-pixels"
+        ),  # never under the floor
         pytest.param(800, 600, "ok", (800, 600), id="in-budget-native"),
         pytest.param(10_100, 100, "too_large", (0, 0), id="aspect-101-to-1-rejected"),
     ],
