@@ -13,6 +13,8 @@ setup:
 run: setup
 	$(UV) run mmzero spec validate examples/run.yaml
 	$(UV) run mmzero plan examples/run.yaml
+	mkdir -p runs
+	$(UV) run mmzero render --spec examples/run.yaml examples/chart.svg runs/chart.png
 
 test: setup
 	$(UV) run pytest $(PYTEST_ARGS)

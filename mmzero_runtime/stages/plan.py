@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from mmzero_runtime.spec import PodResourcesSpec, RunSpec
 from mmzero_runtime.stages import keys
@@ -27,15 +27,7 @@ StageKind = Literal[
     "solver-grpo",
     "evaluate",
 ]
-STAGE_KINDS: tuple[StageKind, ...] = (
-    "proposer-grpo",
-    "propose",
-    "coder-data",
-    "coder-grpo",
-    "solver-data",
-    "solver-grpo",
-    "evaluate",
-)
+STAGE_KINDS: tuple[StageKind, ...] = get_args(StageKind)
 """Every stage kind, in the order they run within an iteration."""
 
 Component = Literal["trainer", "server", "generation", "render"]
