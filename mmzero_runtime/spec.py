@@ -53,6 +53,22 @@ class _Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_sections_keep_their_defaults(cls, data: Any) -> Any:
+        """A section given in part keeps the rest of *its own* defaults: `roles: {coder:
+        {steps: 4}}` keeps the Coder's temperature 0.7, not a generic 1.0."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, info in cls.model_fields.items():
+            given = data.get(name)
+            if isinstance(given, dict) and info.default_factory is not None:
+                default = info.default_factory()  # type: ignore[call-arg]
+                if isinstance(default, BaseModel):
+                    merged[name] = {**default.model_dump(), **given}
+        return merged
+
 
 class GRPOSpec(_Spec):
     """GRPO settings of one role (§7.1 common values, §7.2 per-role values)."""

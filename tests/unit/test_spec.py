@@ -282,3 +282,23 @@ def test_readme_spec_reference_is_current() -> None:
     readme = (ROOT / "README.md").read_text()
     assert START in readme and END in readme
     assert reference_markdown() in readme, "run `uv run mmzero spec docs --write README.md`"
+
+
+@pytest.mark.parametrize(
+    ("override", "path", "expected"),
+    [
+        # a Coder section given in part keeps the Coder's own temperature and batch
+        ({"roles": {"coder": {"steps": 2}}}, "roles.coder.temperature", 0.7),
+        ({"roles": {"coder": {"steps": 2}}}, "roles.coder.rollout_batch_size", 320),
+        # a sampling section given in part keeps that context's top-p
+        ({"data": {"code_sampling": {"max_tokens": 9}}}, "data.code_sampling.top_p", 0.95),
+        ({"evaluation": {"sampling": {"max_tokens": 9}}}, "evaluation.sampling.temperature", 0.6),
+        # a resources entry given in part keeps that pod kind's CPU request
+        ({"resources": {"solver_trainer": {"gpus": 4}}}, "resources.solver_trainer.cpu", "64"),
+    ],
+    ids=["coder-temperature", "coder-batch", "code-top-p", "eval-temperature", "trainer-cpu"],
+)
+def test_partial_section_keeps_its_own_reference_defaults(
+    override: dict[str, Any], path: str, expected: Any
+) -> None:
+    assert _get(parse_run({"spec": override}).spec, path) == expected
