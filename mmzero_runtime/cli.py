@@ -13,9 +13,20 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mmzero_runtime.models.errors import ModelError
+from mmzero_runtime.rewards.errors import RewardError
 from mmzero_runtime.spec import RunSpec, SpecError, json_schema, load_run
+from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.plan import STAGE_KINDS
+from mmzero_runtime.storage.errors import StoreError
+from mmzero_runtime.training.errors import CheckpointError, TrainingError
+
+DOMAIN_ERRORS = (StageError, StoreError, ModelError, RewardError, TrainingError, CheckpointError)
+"""Failures with a message written for the user: printed without a traceback."""
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _spec_validate(args: argparse.Namespace) -> int:
@@ -68,6 +79,73 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(requested: str) -> str:
+    """The device to run on; on CPU, one torch thread, so results do not depend on the core
+    count (and a 2-core machine is not oversubscribed by the render and grading workers)."""
+    import torch
+
+    device = requested
+    if requested == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(1)
+    return device
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mmzero_runtime.stages.local import load_effective, run_local
+    from mmzero_runtime.stages.runner import run_dir
+
+    run = load_effective(Path(args.file), args.iterations)
+    directory = Path(args.run_dir) if args.run_dir else run_dir(run)
+    ran = run_local(run, directory, until=args.until, device=_device(args.device))
+    from mmzero_runtime.report.build import build_report
+
+    report = build_report(directory)
+    print(f"run {run.metadata.name}: {len(ran)} stage(s) run; outputs in {directory}")
+    print(f"report: {report}")
+    return 0
+
+
+def _stage(args: argparse.Namespace) -> int:
+    from mmzero_runtime.stages.runner import run_dir, run_stage
+    from mmzero_runtime.storage.store import LocalStore
+
+    run = load_run(args.spec)
+    directory = Path(args.run_dir) if args.run_dir else run_dir(run)
+    logs = directory / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(logs / f"i{args.iteration}-{args.kind}.log")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    manifest = run_stage(run, LocalStore(directory), args.kind, args.iteration,
+                         device=_device(args.device))  # fmt: skip
+    print(f"stage i{args.iteration}-{args.kind}: done ({len(manifest.files)} files)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from mmzero_runtime.stages.local import status_lines
+
+    print("\n".join(status_lines(Path(args.run_dir))))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mmzero_runtime.report.build import build_report
+
+    print(f"report: {build_report(Path(args.run_dir))}")
+    return 0
+
+
+def _init_tiny(args: argparse.Namespace) -> int:
+    from mmzero_runtime.models.warmstart import init_tiny
+
+    path = init_tiny(force=args.force)
+    print(f"tiny model ready: {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmzero", description="MM-Zero: self-evolving VLM training from zero data."
@@ -95,22 +173,52 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("png", help="output PNG file (written only on success)")
     render.add_argument("--spec", help="run file whose render limits and pixel budget to use")
     render.set_defaults(func=_render)
+
+    run = commands.add_parser("run", help="run a whole MM-Zero run on this machine")
+    run.add_argument("file", help="MMZeroRun YAML file")
+    run.add_argument("--iterations", type=int, help="override spec.iterations (extend a run)")
+    run.add_argument(
+        "--until", choices=STAGE_KINDS, help="stop after this stage kind of the last iteration"
+    )
+    run.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
+    run.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
+    run.set_defaults(func=_run)
+
+    stage = commands.add_parser("stage", help="run one stage (what executors call)")
+    stage.add_argument("kind", choices=STAGE_KINDS, help="stage kind")
+    stage.add_argument("--spec", required=True, help="MMZeroRun YAML file")
+    stage.add_argument("--iteration", type=int, required=True, help="iteration, from 1")
+    stage.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
+    stage.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
+    stage.set_defaults(func=_stage)
+
+    status = commands.add_parser("status", help="show where a local run is")
+    status.add_argument("run_dir", help="run directory")
+    status.set_defaults(func=_status)
+
+    report = commands.add_parser("report", help="write <run>/report.html")
+    report.add_argument("run_dir", help="run directory")
+    report.set_defaults(func=_report)
+
+    tiny = commands.add_parser("init-tiny", help="build and warm-start the tiny offline model")
+    tiny.add_argument("--force", action="store_true", help="rebuild even if cached")
+    tiny.set_defaults(func=_init_tiny)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mmzero` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except DOMAIN_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stderr.close()
         return 0

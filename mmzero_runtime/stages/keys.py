@@ -39,3 +39,13 @@ def checkpoint_key(role: Role, iteration: int) -> str:
     if iteration == 0:
         return BASE_MODEL
     return f"{stage_prefix(iteration, f'{role}-grpo')}/{MODEL_DIR}"
+
+
+def producer_prefix(key: str) -> str:
+    """Prefix of the stage that wrote `key`: `base` for the base model, else `i<N>/<stage>`.
+
+    >>> producer_prefix("i2/coder-grpo/model"), producer_prefix(BASE_MODEL)
+    ('i2/coder-grpo', 'base')
+    """
+    parts = key.split("/")
+    return parts[0] if parts[0] == "base" else "/".join(parts[:2])

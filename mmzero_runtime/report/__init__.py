@@ -1,0 +1,1 @@
+"""HTML report of a run: images, questions, answers, rewards, curves."""

@@ -1,0 +1,178 @@
+"""Coder GRPO (reference §2.4, §5.4): the Coder learns to draw proposals that render and that
+the judge answers as proposed. The judge is the previous Solver by default; the reference
+code's Coder checkpoint is the `coder_checkpoint` option (§13.11)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from mmzero_runtime.generation.base import Generator
+from mmzero_runtime.render import Renderer
+from mmzero_runtime.rewards import coder as reward
+from mmzero_runtime.rewards.grading import Grader, GradeTable
+from mmzero_runtime.rewards.judgement import SolverAnswers
+from mmzero_runtime.roles import Proposal, build_coder_messages
+from mmzero_runtime.spec import SamplingSpec
+from mmzero_runtime.stages import keys
+from mmzero_runtime.stages.context import StageContext
+from mmzero_runtime.stages.grpo_loop import StepOutcome, run_grpo
+from mmzero_runtime.stages.pipeline import (
+    Question,
+    ask,
+    coder_requests,
+    generate,
+    open_generator,
+    render_drawings,
+)
+from mmzero_runtime.stages.provenance import check_producer
+from mmzero_runtime.storage.manifest import StageOutput
+from mmzero_runtime.storage.records import read_records
+from mmzero_runtime.training.batch import Rollout
+
+
+def train_set(ctx: StageContext) -> list[tuple[str, Proposal]]:
+    """The filtered proposals, shuffled per iteration, checked to come from this Proposer."""
+    rows = read_records(ctx.store, ctx.input_key("train_set"))
+    proposer = keys.checkpoint_key("proposer", ctx.stage.iteration)
+    check_producer(ctx, rows, "producer", proposer, keys.CODER_TRAIN_SET)
+    items = [(row["id"], Proposal(**row["proposal"])) for row in rows]
+    random.Random(ctx.seed("shuffle")).shuffle(items)
+    return items
+
+
+class _Judge:
+    """The frozen judge, the sandbox and the grader of one stage run."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.solver = open_generator(
+            ctx,
+            ctx.model_dir("judge"),
+            ctx.model_digest("judge"),
+            ctx.spec.roles.solver.max_prompt_tokens,
+        )
+        self.renderer = Renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
+        self.grader = Grader(ctx.spec.grading)
+
+    def close(self) -> None:
+        self.renderer.close()
+        self.grader.close()
+
+
+def _rollout(
+    ctx: StageContext,
+    judge: _Judge,
+    step: int,
+    batch: list[tuple[str, Proposal]],
+    policy: Generator,
+) -> StepOutcome:
+    spec, rspec = ctx.spec.roles.coder, ctx.spec.rewards.coder
+    sampling = SamplingSpec(
+        temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_response_tokens
+    )
+    proposals = {f"s{step}-{i}-{pid}": p for i, (pid, p) in enumerate(batch)}
+    results = generate(
+        ctx, policy, coder_requests(ctx, proposals, spec.group_size, sampling, f"rollout{step}")
+    )
+    samples = {
+        f"{gid}-r{k}": (gid, s)
+        for gid, result in results.items()
+        for k, s in enumerate(result.samples)
+    }
+    drawings = render_drawings(
+        ctx,
+        judge.renderer,
+        {i: s.text for i, (_, s) in samples.items()},
+        ctx.workdir / "images" / f"step{step}",
+    )
+    questions = [
+        Question(f"{i}-{kind}", d.image, text)
+        for i, d in drawings.items()
+        if d.image is not None
+        for kind, text in (
+            ("easy", proposals[samples[i][0]].easy_question),
+            ("hard", proposals[samples[i][0]].hard_question),
+        )
+    ]
+    answers = ask(
+        ctx,
+        judge.solver,
+        questions,
+        n=rspec.solver_samples,
+        sampling=ctx.spec.data.solver_service_sampling,
+        tag=f"judge{step}",
+    )
+    responses = []
+    for i, d in drawings.items():
+        easy, hard = answers.get(f"{i}-easy"), answers.get(f"{i}-hard")
+        measured = None if easy is None or hard is None else SolverAnswers(easy, hard)
+        responses.append(
+            reward.CoderResponse(
+                i,
+                not d.extraction.syntax_error,
+                d.extraction.svg_ok,
+                d.rendered,
+                proposals[samples[i][0]].easy_answer,
+                measured if d.rendered else None,
+            )
+        )
+    graded = judge.grader.grade(reward.coder_grade_requests(responses))
+    ctx.ledger.record_grades(graded)
+    rewards = reward.coder_rewards(responses, spec=rspec, grades=GradeTable(graded))
+    rollouts, records = [], []
+    for r in rewards:
+        gid, s = samples[r.item_id]
+        records.append(
+            {
+                "step": step,
+                "id": r.item_id,
+                "group": gid,
+                "reward": r.total,
+                "render": drawings[r.item_id].reason,
+                "terms": _terms(r),
+                "response": s.text,
+            }
+        )
+        if r.total is not None:
+            rollouts.append(
+                Rollout(
+                    r.item_id,
+                    gid,
+                    build_coder_messages(proposals[gid]),
+                    None,
+                    s.token_ids,
+                    r.total,
+                    s.logprobs,
+                )
+            )
+    totals = [r.total for r in rewards if r.total is not None]
+    figures = {
+        "reward/mean": sum(totals) / len(totals) if totals else 0.0,
+        "coder/render_rate": sum(d.rendered for d in drawings.values()) / len(drawings),
+    }
+    return StepOutcome(rollouts, records, figures)
+
+
+def _terms(r: reward.CoderReward) -> dict[str, Any]:
+    return {
+        "renderability": r.renderability,
+        "solvability": r.solvability,
+        "difficulty": r.difficulty,
+        "type_compliant": r.type_compliant,
+        "penalty": r.penalty,
+    }
+
+
+def run(ctx: StageContext) -> StageOutput:
+    """Train the Coder of this iteration."""
+    judge = _Judge(ctx)
+    try:
+        return run_grpo(
+            ctx,
+            ctx.spec.roles.coder,
+            ctx.model_dir("init"),
+            train_set(ctx),
+            lambda step, batch, policy: _rollout(ctx, judge, step, batch, policy),
+        )
+    finally:
+        judge.close()

@@ -1,0 +1,102 @@
+"""What a running stage knows: the run, its store, its plan entry, its scratch space and seeds.
+
+A stage reads inputs only through the store (by the keys its plan entry names) and writes only
+through `StageOutput`; its scratch directory (`<run>/.work/<stage>`) survives a kill, so a
+rerun resumes from the last checkpoint there, and is deleted once the manifest is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmzero_runtime.rewards.outcomes import FailureLedger
+from mmzero_runtime.seeds import derive_seed
+from mmzero_runtime.spec import MMZeroRun, RunSpec
+from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.keys import producer_prefix
+from mmzero_runtime.stages.plan import Stage
+from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest
+from mmzero_runtime.storage.store import LocalStore
+
+log = logging.getLogger(__name__)
+
+WORK_DIR = ".work"
+"""Scratch space of unfinished stages, under the run directory; never part of an artifact."""
+
+
+@dataclass
+class StageContext:
+    """Everything one stage run needs; built by the runner, passed to the stage's `run`."""
+
+    run: MMZeroRun
+    store: LocalStore
+    stage: Stage
+    device: str = "cpu"
+    ledger: FailureLedger = field(default_factory=FailureLedger)
+
+    @property
+    def spec(self) -> RunSpec:
+        return self.run.spec
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
+    @property
+    def workdir(self) -> Path:
+        """Scratch directory kept across a kill of this stage (resume state, renders)."""
+        path = self.store.root / WORK_DIR / self.stage.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def seed(self, *parts: object) -> int:
+        """Seed of one random choice of this stage: (run seed, iteration, stage, *parts)."""
+        return derive_seed(self.spec.seed, self.stage.iteration, self.stage.kind, *parts)
+
+    def input_key(self, purpose: str) -> str:
+        """The artifact key the plan gives this stage for `purpose`."""
+        keys = dict(self.stage.inputs)
+        if purpose not in keys:
+            raise StageError(
+                f"stage {self.name}: no input {purpose!r} in its plan ({sorted(keys)})"
+            )
+        return keys[purpose]
+
+    def producer(self, key: str) -> Manifest:
+        """The manifest of the finished stage that wrote `key` (base model included)."""
+        prefix = producer_prefix(key)
+        manifest = read_manifest(self.store, prefix)
+        if manifest is None:
+            raise StageError(
+                f"stage {self.name}: input {key} is not available: the stage under {prefix} "
+                "has not finished; run the stages before it first (mmzero run does this)"
+            )
+        return manifest
+
+    def model_dir(self, purpose: str) -> Path:
+        """Local directory of the checkpoint input `purpose`."""
+        return self.store.path(self.input_key(purpose))
+
+    def digest_of(self, key: str) -> str:
+        """Content digest of the checkpoint stored under `key`, from its producer's manifest."""
+        return self.producer(key).digest(key.removeprefix(producer_prefix(key) + "/"))
+
+    def model_digest(self, purpose: str) -> str:
+        """Content digest of the checkpoint input `purpose`."""
+        return self.digest_of(self.input_key(purpose))
+
+    def input_path(self, purpose: str, name: str = "") -> Path:
+        """Local path of input `purpose` (or of `name` under the input's stage prefix)."""
+        key = self.input_key(purpose)
+        return self.store.path(f"{producer_prefix(key)}/{name}" if name else key)
+
+    def output(self) -> StageOutput:
+        """The stage's output collector; `commit()` on it marks the stage done."""
+        return StageOutput(self.store, self.stage.output, self.stage.name)
+
+    def finish(self) -> None:
+        """Remove the scratch directory after the manifest is written."""
+        shutil.rmtree(self.store.root / WORK_DIR / self.stage.name, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""The local executor: `mmzero run run.yaml` walks the plan and runs each stage as a process.
+
+Every stage runs as `mmzero stage ...` in a child process (the same command a cluster Job
+runs), so its memory is returned when it ends and a kill loses at most that stage's current
+step. Finished stages are skipped; the effective spec is pinned in `<run>/run.yaml`, so a run
+resumed with another method fails instead of mixing two methods in one run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmzero_runtime.spec import MMZeroRun, load_run, parse_run
+from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.plan import STAGE_KINDS, Stage, all_stages, plan
+from mmzero_runtime.stages.runner import import_base_model, versions
+from mmzero_runtime.storage.manifest import read_manifest
+from mmzero_runtime.storage.store import LocalStore
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.yaml"
+RUN_MANIFEST = "run-manifest.json"
+
+
+def spec_hash(run: MMZeroRun) -> str:
+    """sha256 of the spec's canonical JSON: two runs with one hash ran one method."""
+    text = json.dumps(run.spec.model_dump(mode="json"), sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def pin_run(run: MMZeroRun, directory: Path) -> MMZeroRun:
+    """Write the effective run file once; later only `iterations` may change (raised)."""
+    path = directory / RUN_FILE
+    if path.exists():
+        pinned = load_run(path)
+        same = pinned.spec.model_copy(update={"iterations": run.spec.iterations})
+        if same != run.spec:
+            raise StageError(
+                f"{directory} was started with another spec; only spec.iterations may change in a "
+                "started run. Give the run a new metadata.name, or delete the directory to start "
+                "over"
+            )
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False))
+    return run
+
+
+def finished(run: MMZeroRun, store: LocalStore) -> list[str]:
+    """Names of the stages whose manifest exists."""
+    return [s.name for s in all_stages(run.spec) if read_manifest(store, s.output) is not None]
+
+
+def write_run_manifest(run: MMZeroRun, store: LocalStore) -> dict[str, Any]:
+    """Everything needed to rerun: versions, spec hash, seed, and every stage's digests."""
+    stages = {}
+    for stage in [None, *all_stages(run.spec)]:
+        prefix = "base" if stage is None else stage.output
+        manifest = read_manifest(store, prefix)
+        if manifest is None:
+            continue
+        has_model = any(name.startswith("model/") for name in manifest.files)
+        stages[prefix] = {
+            "outputs": manifest.digest(),
+            "checkpoint": manifest.digest("model") if has_model else None,
+        }
+    body = {
+        "run": run.metadata.name,
+        "spec_hash": spec_hash(run),
+        "seed": run.spec.seed,
+        "run_file": RUN_FILE,
+        "versions": versions(),
+        "stages": stages,
+    }
+    (store.root / RUN_MANIFEST).write_text(json.dumps(body, indent=1, sort_keys=True))
+    return body
+
+
+def _run_child(stage: Stage, directory: Path, device: str) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "mmzero_runtime.cli",
+        "stage",
+        stage.kind,
+        "--spec",
+        str(directory / RUN_FILE),
+        "--iteration",
+        str(stage.iteration),
+        "--run-dir",
+        str(directory),
+        "--device",
+        device,
+    ]
+    started = time.monotonic()
+    code = subprocess.call(command)
+    if code != 0:
+        log_file = directory / "logs" / f"{stage.name}.log"
+        raise StageError(
+            f"stage {stage.name} failed with exit status {code} after "
+            f"{time.monotonic() - started:.0f} s; its message is above (and in {log_file}). "
+            "Finished stages are kept: fix the cause and rerun the same command to resume"
+        )
+
+
+def run_local(
+    run: MMZeroRun, directory: Path, *, until: str | None = None, device: str = "cpu"
+) -> list[str]:
+    """Run every stage not yet done (up to stage kind `until` of the last iteration)."""
+    pin_run(run, directory)
+    store = LocalStore(directory)
+    import_base_model(run, store)
+    ran: list[str] = []
+    while True:
+        done = finished(run, store)
+        ready = [s for s in plan(run.spec, done) if _before(s, until, run.spec.iterations)]
+        if not ready:
+            break
+        stage = ready[0]
+        log.info("running stage=%s (%d/%d done)", stage.name, len(done), len(all_stages(run.spec)))
+        _run_child(stage, directory, device)
+        ran.append(stage.name)
+        write_run_manifest(run, store)
+    write_run_manifest(run, store)
+    return ran
+
+
+def _before(stage: Stage, until: str | None, iterations: int) -> bool:
+    """True when `stage` runs no later than kind `until` of the last iteration."""
+    if until is None or stage.iteration < iterations:
+        return True
+    return STAGE_KINDS.index(stage.kind) <= STAGE_KINDS.index(until)
+
+
+def status_lines(directory: Path) -> list[str]:
+    """One line per stage of a local run: done, running (with its last step), or waiting."""
+    run = load_run(directory / RUN_FILE)
+    store = LocalStore(directory)
+    done = set(finished(run, store))
+    ready = {s.name for s in plan(run.spec, done)}
+    lines = [f"run {run.metadata.name}: {len(done)}/{len(all_stages(run.spec))} stages done"]
+    for stage in all_stages(run.spec):
+        state = "done" if stage.name in done else "ready" if stage.name in ready else "waiting"
+        scratch = directory / ".work" / stage.name / "steps"
+        if state == "ready" and scratch.is_dir():
+            steps = len(list(scratch.glob("step-*.jsonl")))
+            state = f"started ({steps} step(s) checkpointed)"
+        lines.append(f"  {stage.name:<20} {state}")
+    return lines
+
+
+def load_effective(path: Path, iterations: int | None) -> MMZeroRun:
+    """The run file, with `--iterations` applied."""
+    run = load_run(path)
+    if iterations is None:
+        return run
+    document = run.model_dump(mode="json")
+    document["spec"]["iterations"] = iterations
+    return parse_run(document, f"{path} with --iterations {iterations}")

@@ -1,0 +1,184 @@
+"""The role operations stages share: sample from a model, draw and render SVGs, ask the Solver.
+
+Each operation takes items by id and returns outcomes by id, records every non-model failure
+(unreadable image, overlong prompt, render timeout) in the stage's ledger, and never lets one
+bad item stop the others; the ledger's failure-share check decides when a batch is unusable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmzero_runtime.generation.base import GenerationRequest, GenerationResult, Generator, Progress
+from mmzero_runtime.render import Renderer
+from mmzero_runtime.roles import (
+    Proposal,
+    build_coder_messages,
+    build_solver_messages,
+    extract_boxed,
+    extract_svg,
+)
+from mmzero_runtime.roles.coder import Extraction
+from mmzero_runtime.spec import SamplingSpec
+from mmzero_runtime.stages.context import StageContext
+
+log = logging.getLogger(__name__)
+
+GENERATION_BATCH = 16
+"""Sequences per `generate` call of the in-process backend."""
+
+RENDER_INFRA_FAILURES = frozenset({"timeout", "memory", "crash"})
+"""Render outcomes that may be the machine's fault: counted in the ledger (a batch full of them
+stops the stage), while still scoring the drawing as not rendered, as the reference does."""
+
+
+def open_generator(ctx: StageContext, model_dir: Path, digest: str, max_prompt_tokens: int) -> Any:
+    """An in-process generator over the checkpoint in `model_dir`."""
+    from mmzero_runtime.generation.hf import HFGenerator
+    from mmzero_runtime.models.loading import load_vlm
+
+    loaded = load_vlm(model_dir, image_spec=ctx.spec.image, device=ctx.device)
+    return HFGenerator(
+        loaded.model,
+        loaded.processor,
+        image_spec=ctx.spec.image,
+        max_prompt_tokens=max_prompt_tokens,
+        batch_size=GENERATION_BATCH,
+        model_digest=digest,
+    )
+
+
+def generate(
+    ctx: StageContext,
+    generator: Generator,
+    requests: Sequence[GenerationRequest],
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, GenerationResult]:
+    """Results by request id; failed requests are returned as such, and those that are not the
+    model's doing (an unreadable image) are counted in the ledger."""
+    results = generator.generate(requests, on_progress=on_progress)
+    for result in results:
+        # An overlong prompt is built from model output (a rambling proposal): that item is
+        # dropped like any bad output, not counted as a failure of the machinery.
+        infra = result.failure if result.failure != "prompt_too_long" else None
+        ctx.ledger.record("generation", result.request_id, infra, result.detail)
+    return {result.request_id: result for result in results}
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """One SVG a Coder wrote, what was extracted from it and how its render went."""
+
+    id: str
+    text: str
+    extraction: Extraction
+    reason: str
+    """Render reason (`ok`, `parse_error`, ...) or `no_svg` when nothing was extracted."""
+    image: Path | None
+    """The PNG (on white, within the pixel budget) when it rendered."""
+    detail: str = ""
+
+    @property
+    def rendered(self) -> bool:
+        return self.image is not None
+
+
+def render_drawings(
+    ctx: StageContext, renderer: Renderer, texts: dict[str, str], image_dir: Path
+) -> dict[str, Drawing]:
+    """Extract and render each Coder response; PNGs go to `image_dir/<id>.png`."""
+    image_dir.mkdir(parents=True, exist_ok=True)
+    extractions = {item_id: extract_svg(text) for item_id, text in texts.items()}
+    to_render = [(i, e.code) for i, e in extractions.items() if not e.syntax_error]
+    rendered = {r.id: r for r in renderer.render_many(to_render)}
+    drawings: dict[str, Drawing] = {}
+    for item_id, extraction in extractions.items():
+        result = rendered.get(item_id)
+        if result is None:
+            drawings[item_id] = Drawing(item_id, texts[item_id], extraction, "no_svg", None)
+            continue
+        infra = result.reason in RENDER_INFRA_FAILURES
+        ctx.ledger.record("render", item_id, result.reason if infra else None, result.detail)
+        image = None
+        if result.png is not None:
+            image = image_dir / f"{item_id}.png"
+            image.write_bytes(result.png)
+        drawings[item_id] = Drawing(
+            item_id, texts[item_id], extraction, result.reason, image, result.detail
+        )
+    return drawings
+
+
+def coder_requests(
+    ctx: StageContext, proposals: dict[str, Proposal], n: int, sampling: SamplingSpec, tag: str
+) -> list[GenerationRequest]:
+    """`n` drawings per proposal, seeded per proposal."""
+    return [
+        GenerationRequest(pid, build_coder_messages(p), (), n, sampling, ctx.seed(tag, pid))
+        for pid, p in proposals.items()
+    ]
+
+
+def draw(
+    ctx: StageContext,
+    coder: Generator,
+    renderer: Renderer,
+    proposals: dict[str, Proposal],
+    *,
+    n: int,
+    sampling: SamplingSpec,
+    tag: str,
+    image_dir: Path,
+) -> dict[str, list[Drawing]]:
+    """`n` rendered drawings per proposal id (in sample order); ids are `<proposal>-c<j>`."""
+    results = generate(ctx, coder, coder_requests(ctx, proposals, n, sampling, tag))
+    texts = {
+        f"{pid}-c{j}": sample.text
+        for pid, result in results.items()
+        for j, sample in enumerate(result.samples)
+    }
+    drawings = render_drawings(ctx, renderer, texts, image_dir)
+    for pid, result in results.items():
+        if not result.ok:  # no drawing at all: each of the n counts as one that did not render
+            for j in range(n):
+                failed = Drawing(f"{pid}-c{j}", "", extract_svg(""), str(result.failure), None)
+                drawings[failed.id] = failed
+    return {pid: [drawings[f"{pid}-c{j}"] for j in range(n)] for pid in proposals}
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question about one image, asked of the Solver."""
+
+    id: str
+    image: Path
+    text: str
+
+
+def ask(
+    ctx: StageContext,
+    solver: Generator,
+    questions: Sequence[Question],
+    *,
+    n: int,
+    sampling: SamplingSpec,
+    tag: str,
+) -> dict[str, tuple[str | None, ...]]:
+    """The boxed answers (None: no box) of `n` Solver samples per question; questions whose
+    request failed (counted in the ledger) are absent."""
+    requests = [
+        GenerationRequest(
+            q.id, build_solver_messages(q.text), (q.image,), n, sampling, ctx.seed(tag, q.id)
+        )
+        for q in questions
+    ]
+    results = generate(ctx, solver, requests)
+    return {
+        qid: tuple(extract_boxed(sample.text) for sample in result.samples)
+        for qid, result in results.items()
+        if result.ok
+    }

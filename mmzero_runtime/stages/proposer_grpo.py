@@ -1,0 +1,228 @@
+"""Proposer GRPO (reference §2.3, §5.3): the Proposer learns from the frozen Coder and Solver.
+
+Each step samples `group_size` proposals per seed topic; the frozen Coder of the previous
+iteration draws N SVGs of every parsed proposal; the sandbox renders them; the frozen Solver
+answers both questions K times on each render; the reward combines solvability, Goldilocks
+difficulty and the batch-level penalties over the whole step batch.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from mmzero_runtime.generation.base import GenerationRequest, Generator
+from mmzero_runtime.render import Renderer
+from mmzero_runtime.rewards import proposer as reward
+from mmzero_runtime.rewards.grading import Grader, GradeTable
+from mmzero_runtime.rewards.judgement import SolverAnswers
+from mmzero_runtime.roles import ParseFailure, Proposal, build_proposer_messages, parse_proposal
+from mmzero_runtime.spec import SamplingSpec
+from mmzero_runtime.stages.context import StageContext
+from mmzero_runtime.stages.grpo_loop import StepOutcome, run_grpo
+from mmzero_runtime.stages.pipeline import Question, ask, draw, generate, open_generator
+from mmzero_runtime.storage.manifest import StageOutput
+from mmzero_runtime.training.batch import Rollout
+
+
+def seed_prompts(ctx: StageContext) -> list[tuple[str, str]]:
+    """(id, topic) rows: every topic `seed_rows_per_topic` times, shuffled per iteration (the
+    reference replayed one fixed order every iteration, §13.18)."""
+    data = ctx.spec.data
+    rows = [
+        (f"seed{i}", data.topics[i % len(data.topics)])
+        for i in range(len(data.topics) * data.seed_rows_per_topic)
+    ]
+    random.Random(ctx.seed("shuffle")).shuffle(rows)
+    return rows
+
+
+def _reward_proposal(item_id: str, parsed: Proposal | ParseFailure) -> reward.Proposal:
+    if isinstance(parsed, ParseFailure):
+        return reward.Proposal(item_id, parsed=False)
+    return reward.Proposal(
+        item_id,
+        True,
+        parsed.content_type,
+        parsed.caption,
+        parsed.easy_question,
+        parsed.easy_answer,
+        parsed.hard_question,
+    )
+
+
+class _Frozen:
+    """The frozen Coder and Solver, the sandbox and the grader of one stage run."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        roles = ctx.spec.roles
+        self.coder = open_generator(
+            ctx, ctx.model_dir("coder"), ctx.model_digest("coder"), roles.coder.max_prompt_tokens
+        )
+        self.solver = open_generator(
+            ctx,
+            ctx.model_dir("solver"),
+            ctx.model_digest("solver"),
+            roles.solver.max_prompt_tokens,
+        )
+        self.renderer = Renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
+        self.grader = Grader(ctx.spec.grading)
+
+    def close(self) -> None:
+        self.renderer.close()
+        self.grader.close()
+
+
+def _samples(
+    ctx: StageContext, frozen: _Frozen, step: int, proposals: dict[str, Proposal]
+) -> list[reward.CoderSample]:
+    """N rendered drawings per proposal, each answered K times on both questions."""
+    rspec = ctx.spec.rewards.proposer
+    drawings = draw(
+        ctx,
+        frozen.coder,
+        frozen.renderer,
+        proposals,
+        n=rspec.coder_samples,
+        sampling=ctx.spec.data.coder_service_sampling,
+        tag=f"coder{step}",
+        image_dir=ctx.workdir / "images" / f"step{step}",
+    )
+    questions = [
+        Question(f"{d.id}-{kind}", d.image, text)
+        for pid, ds in drawings.items()
+        for d in ds
+        if d.image is not None
+        for kind, text in (
+            ("easy", proposals[pid].easy_question),
+            ("hard", proposals[pid].hard_question),
+        )
+    ]
+    answers = ask(
+        ctx,
+        frozen.solver,
+        questions,
+        n=rspec.solver_samples,
+        sampling=ctx.spec.data.solver_service_sampling,
+        tag=f"solver{step}",
+    )
+    samples = []
+    for pid, ds in drawings.items():
+        for j, d in enumerate(ds):
+            easy, hard = answers.get(f"{d.id}-easy"), answers.get(f"{d.id}-hard")
+            measured = None if easy is None or hard is None else SolverAnswers(easy, hard)
+            samples.append(reward.CoderSample(pid, j, d.rendered, measured))
+    return samples
+
+
+def _rollout(
+    ctx: StageContext, frozen: _Frozen, step: int, batch: list[tuple[str, str]], policy: Generator
+) -> StepOutcome:
+    spec = ctx.spec.roles.proposer
+    sampling = SamplingSpec(
+        temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_response_tokens
+    )
+    requests = [
+        GenerationRequest(
+            f"s{step}-{i}-{row}",
+            build_proposer_messages(topic),
+            (),
+            spec.group_size,
+            sampling,
+            ctx.seed("rollout", step, i),
+        )
+        for i, (row, topic) in enumerate(batch)
+    ]
+    results = generate(ctx, policy, requests)
+    responses = {
+        f"{rid}-r{k}": (rid, sample)
+        for rid, result in results.items()
+        for k, sample in enumerate(result.samples)
+    }
+    parsed = {item_id: parse_proposal(sample.text) for item_id, (_, sample) in responses.items()}
+    valid = {i: p for i, p in parsed.items() if isinstance(p, Proposal)}
+    samples = _samples(ctx, frozen, step, valid)
+    proposals = [_reward_proposal(i, p) for i, p in parsed.items()]
+    requests_ = reward.proposer_grade_requests(proposals, samples)
+    graded = frozen.grader.grade(requests_)
+    ctx.ledger.record_grades(graded)
+    rewards = reward.proposer_rewards(
+        proposals, samples, spec=ctx.spec.rewards.proposer, grades=GradeTable(graded)
+    )
+    return _outcome(ctx, step, batch, responses, parsed, samples, rewards)
+
+
+def _outcome(
+    ctx: StageContext,
+    step: int,
+    batch: list[tuple[str, str]],
+    responses: dict[str, tuple[str, Any]],
+    parsed: dict[str, Proposal | ParseFailure],
+    samples: list[reward.CoderSample],
+    rewards: list[reward.ProposerReward],
+) -> StepOutcome:
+    topics = {f"s{step}-{i}-{row}": topic for i, (row, topic) in enumerate(batch)}
+    rollouts, records = [], []
+    for r in rewards:
+        group, sample = responses[r.item_id]
+        record: dict[str, Any] = {
+            "step": step,
+            "id": r.item_id,
+            "group": group,
+            "topic": topics[group],
+            "reward": r.total,
+            "terms": _terms(r),
+            "response": sample.text,
+        }
+        p = parsed[r.item_id]
+        record["proposal"] = None if isinstance(p, ParseFailure) else p.__dict__
+        record["parse_failure"] = p.reason if isinstance(p, ParseFailure) else None
+        records.append(record)
+        if r.total is not None:
+            rollouts.append(
+                Rollout(
+                    r.item_id,
+                    group,
+                    build_proposer_messages(topics[group]),
+                    None,
+                    sample.token_ids,
+                    r.total,
+                    sample.logprobs,
+                )
+            )
+    totals = [r.total for r in rewards if r.total is not None]
+    rendered = sum(s.rendered for s in samples)
+    figures = {
+        "reward/mean": sum(totals) / len(totals) if totals else 0.0,
+        "proposer/parse_rate": sum(isinstance(p, Proposal) for p in parsed.values()) / len(parsed),
+        "coder/render_rate": rendered / len(samples) if samples else 0.0,
+    }
+    return StepOutcome(rollouts, records, figures)
+
+
+def _terms(r: reward.ProposerReward) -> dict[str, float]:
+    return {
+        "base": r.base,
+        "avg_solvability": r.avg_solvability,
+        "avg_difficulty": r.avg_difficulty,
+        "easy_hard_penalty": r.easy_hard_penalty,
+        "content_type_penalty": r.content_type_penalty,
+        "diversity": r.diversity,
+        "format": r.format,
+        "num_rendered": r.num_rendered,
+    }
+
+
+def run(ctx: StageContext) -> StageOutput:
+    """Train the Proposer of this iteration."""
+    frozen = _Frozen(ctx)
+    try:
+        return run_grpo(
+            ctx,
+            ctx.spec.roles.proposer,
+            ctx.model_dir("init"),
+            seed_prompts(ctx),
+            lambda step, batch, policy: _rollout(ctx, frozen, step, batch, policy),
+        )
+    finally:
+        frozen.close()

@@ -1,0 +1,133 @@
+"""Run one stage: check its inputs are finished and intact, run it, publish its manifest.
+
+This is `mmzero stage <kind> --spec run.yaml --iteration N`, the one entry point both
+executors use: the local executor as a subprocess, the operator as a Job's command. A stage
+whose manifest exists is not run again; one whose inputs are missing or corrupt stops with a
+message naming them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+
+from mmzero_runtime.spec import MMZeroRun
+from mmzero_runtime.stages import keys
+from mmzero_runtime.stages.context import StageContext
+from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.plan import Stage, StageKind, all_stages
+from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest, verify
+from mmzero_runtime.storage.store import LocalStore
+
+log = logging.getLogger(__name__)
+
+VERSIONED = ("mmzero", "torch", "transformers", "cairosvg", "mathruler")
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide a stage's outputs, recorded in every manifest."""
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def find_stage(run: MMZeroRun, kind: StageKind, iteration: int) -> Stage:
+    """The plan's stage of `kind` in `iteration`."""
+    for stage in all_stages(run.spec):
+        if stage.kind == kind and stage.iteration == iteration:
+            return stage
+    raise StageError(
+        f"no stage {kind} in iteration {iteration}: the run has {run.spec.iterations} "
+        "iteration(s); raise spec.iterations to extend it"
+    )
+
+
+def import_base_model(run: MMZeroRun, store: LocalStore) -> Manifest:
+    """Copy `spec.model` into the store as the base model, once (`base/MANIFEST.json`)."""
+    existing = read_manifest(store, "base")
+    if existing is not None:
+        return existing
+    from mmzero_runtime.models.loading import resolve_ref
+
+    source = resolve_ref(run.spec.model)
+    output = StageOutput(store, "base", "base")
+    log.info("importing base model source=%s", source)
+    output.put_tree(keys.MODEL_DIR, source)
+    return output.commit({"stage": "base", "source": run.spec.model, "versions": versions()})
+
+
+def _check_inputs(run: MMZeroRun, store: LocalStore, stage: Stage) -> None:
+    prefixes = {keys.producer_prefix(key) for _, key in stage.inputs}
+    for prefix in sorted(prefixes):
+        if read_manifest(store, prefix) is None:
+            raise StageError(
+                f"stage {stage.name}: input stage under {prefix} has not finished; run the "
+                f"stages before it first (`mmzero run` does), after: {', '.join(stage.depends_on)}"
+            )
+        verify(store, prefix)
+
+
+def run_stage(
+    run: MMZeroRun, store: LocalStore, kind: StageKind, iteration: int, *, device: str = "cpu"
+) -> Manifest:
+    """Run the stage unless its manifest exists; return its manifest."""
+    stage = find_stage(run, kind, iteration)
+    done = read_manifest(store, stage.output)
+    if done is not None:
+        log.info("stage already done, nothing to do stage=%s", stage.name)
+        return done
+    _check_inputs(run, store, stage)
+    ctx = StageContext(run, store, stage, device=device)
+    started = time.monotonic()
+    output = _dispatch(ctx)
+    meta = {
+        "stage": stage.name,
+        "iteration": iteration,
+        "inputs": {
+            purpose: {"key": key, "digest": _digest(ctx, key)} for purpose, key in stage.inputs
+        },
+        "failures": {f"{s}/{r}": n for (s, r), n in sorted(ctx.ledger.counts().items())},
+        "versions": versions(),
+    }
+    manifest = output.commit(meta)
+    ctx.finish()
+    log.info(
+        "stage done stage=%s seconds=%.1f files=%d",
+        stage.name,
+        time.monotonic() - started,
+        len(manifest.files),
+    )
+    return manifest
+
+
+def _digest(ctx: StageContext, key: str) -> str:
+    """Digest of an input: a data file's sha256, or a checkpoint directory's content digest."""
+    under = key.removeprefix(keys.producer_prefix(key) + "/")
+    entry = ctx.producer(key).files.get(under)
+    return f"sha256:{entry.sha256}" if entry else ctx.digest_of(key)
+
+
+def _dispatch(ctx: StageContext) -> StageOutput:
+    """Run the stage's module: `mmzero_runtime.stages.<kind with underscores>`."""
+    module = importlib.import_module(f"mmzero_runtime.stages.{ctx.stage.kind.replace('-', '_')}")
+    output: StageOutput = module.run(ctx)
+    return output
+
+
+def run_dir(run: MMZeroRun, root: Path | None = None) -> Path:
+    """The local run directory: `<spec.storage.uri>/<metadata.name>`."""
+    uri = run.spec.storage.uri
+    if uri.startswith("s3://"):
+        raise StageError(
+            f"spec.storage.uri {uri!r}: the local executor writes to a local directory; use the "
+            "operator for S3, or set storage.uri to a path"
+        )
+    return (root or Path.cwd()) / uri / run.metadata.name

@@ -1,0 +1,50 @@
+"""The real warm start: `init_tiny` builds, trains and probes the tiny model (cached after once).
+
+The floors sit well below the shares measured on a 2-core VM (benchmarks/RESULTS.md, section
+"Tiny model warm-start") so sampling noise does not fail the test, and above what an untrained
+model reaches (0 for every role), so a broken warm start does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmzero_runtime.models.loading import load_vlm, resolve_ref
+from mmzero_runtime.models.tiny import TINY_IMAGE
+from mmzero_runtime.models.warmstart import RECORD_NAME, TINY_REF, init_tiny
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FLOORS = {
+    "proposer_parsed": 0.5,  # measured 16/16
+    "coder_rendered": 0.4,  # measured 58/64
+    "solver_formatted": 0.75,  # measured 32/32
+}
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    path = init_tiny()
+    return json.loads((path / RECORD_NAME).read_text())
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("share", sorted(FLOORS))
+def test_init_tiny_share_above_floor(record: dict, share: str) -> None:
+    measured = record["shares"][share]
+    assert measured["ratio"] >= FLOORS[share], measured
+
+
+@pytest.mark.timeout(1800)
+def test_init_tiny_loss_decreased(record: dict) -> None:
+    assert record["loss"]["last_20_mean"] < 0.25 * record["loss"]["first"]
+
+
+@pytest.mark.timeout(1800)
+def test_builtin_tiny_resolves_to_cached_model(record: dict) -> None:
+    path = resolve_ref(TINY_REF)
+    assert (path / RECORD_NAME).is_file()
+    loaded = load_vlm(TINY_REF, image_spec=TINY_IMAGE)
+    assert loaded.path == path
