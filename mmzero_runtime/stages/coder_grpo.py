@@ -8,21 +8,19 @@ import random
 from typing import Any
 
 from mmzero_runtime.generation.base import Generator
-from mmzero_runtime.render import Renderer
 from mmzero_runtime.rewards import coder as reward
-from mmzero_runtime.rewards.grading import Grader, GradeTable
+from mmzero_runtime.rewards.grading import GradeTable
 from mmzero_runtime.rewards.judgement import SolverAnswers
 from mmzero_runtime.roles import Proposal, build_coder_messages
-from mmzero_runtime.spec import SamplingSpec
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.context import StageContext
-from mmzero_runtime.stages.grpo_loop import StepOutcome, run_grpo
+from mmzero_runtime.stages.grpo_loop import StepOutcome, rollout_sampling, run_grpo
 from mmzero_runtime.stages.pipeline import (
     Question,
+    RewardServices,
     ask,
     coder_requests,
     generate,
-    open_generator,
     render_drawings,
 )
 from mmzero_runtime.stages.provenance import check_producer
@@ -41,35 +39,15 @@ def train_set(ctx: StageContext) -> list[tuple[str, Proposal]]:
     return items
 
 
-class _Judge:
-    """The frozen judge, the sandbox and the grader of one stage run."""
-
-    def __init__(self, ctx: StageContext) -> None:
-        self.solver = open_generator(
-            ctx,
-            ctx.model_dir("judge"),
-            ctx.model_digest("judge"),
-            ctx.spec.roles.solver.max_prompt_tokens,
-        )
-        self.renderer = Renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
-        self.grader = Grader(ctx.spec.grading)
-
-    def close(self) -> None:
-        self.renderer.close()
-        self.grader.close()
-
-
 def _rollout(
     ctx: StageContext,
-    judge: _Judge,
+    judge: RewardServices,
     step: int,
     batch: list[tuple[str, Proposal]],
     policy: Generator,
 ) -> StepOutcome:
     spec, rspec = ctx.spec.roles.coder, ctx.spec.rewards.coder
-    sampling = SamplingSpec(
-        temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_response_tokens
-    )
+    sampling = rollout_sampling(spec)
     proposals = {f"s{step}-{i}-{pid}": p for i, (pid, p) in enumerate(batch)}
     results = generate(
         ctx, policy, coder_requests(ctx, proposals, spec.group_size, sampling, f"rollout{step}")
@@ -96,7 +74,7 @@ def _rollout(
     ]
     answers = ask(
         ctx,
-        judge.solver,
+        judge.models["judge"],
         questions,
         n=rspec.solver_samples,
         sampling=ctx.spec.data.solver_service_sampling,
@@ -165,8 +143,8 @@ def _terms(r: reward.CoderReward) -> dict[str, Any]:
 
 def run(ctx: StageContext) -> StageOutput:
     """Train the Coder of this iteration."""
-    judge = _Judge(ctx)
-    try:
+    limits = {"judge": ctx.spec.roles.solver.max_prompt_tokens}  # it answers Solver prompts
+    with RewardServices(ctx, limits) as judge:
         return run_grpo(
             ctx,
             ctx.spec.roles.coder,
@@ -174,5 +152,3 @@ def run(ctx: StageContext) -> StageOutput:
             train_set(ctx),
             lambda step, batch, policy: _rollout(ctx, judge, step, batch, policy),
         )
-    finally:
-        judge.close()

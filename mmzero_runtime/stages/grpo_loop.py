@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mmzero_runtime.generation.base import Generator
-from mmzero_runtime.spec import GRPOSpec
+from mmzero_runtime.spec import GRPOSpec, SamplingSpec
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.progress import progress_bar
@@ -55,6 +55,13 @@ class StepOutcome:
 
 
 RolloutFn = Callable[[int, list[T], Generator], StepOutcome]
+
+
+def rollout_sampling(spec: GRPOSpec) -> SamplingSpec:
+    """How a role's GRPO rollouts are sampled."""
+    return SamplingSpec(
+        temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_response_tokens
+    )
 
 
 def step_prompts(prompts: Sequence[T], step: int, batch: int) -> list[T]:

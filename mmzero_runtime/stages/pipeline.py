@@ -15,6 +15,7 @@ from typing import Any
 
 from mmzero_runtime.generation.base import GenerationRequest, GenerationResult, Generator, Progress
 from mmzero_runtime.render import Renderer
+from mmzero_runtime.rewards.grading import Grader
 from mmzero_runtime.roles import (
     Proposal,
     build_coder_messages,
@@ -67,6 +68,27 @@ def generate(
         infra = result.failure if result.failure != "prompt_too_long" else None
         ctx.ledger.record("generation", result.request_id, infra, result.detail)
     return {result.request_id: result for result in results}
+
+
+class RewardServices:
+    """What a GRPO stage's reward runs on: frozen models (by input purpose), the render
+    sandbox and the grader; a context manager that stops the worker pools on exit."""
+
+    def __init__(self, ctx: StageContext, frozen: dict[str, int]) -> None:
+        """`frozen` maps each input purpose to load to its prompt-token limit."""
+        self.models = {
+            purpose: open_generator(ctx, ctx.model_dir(purpose), ctx.model_digest(purpose), limit)
+            for purpose, limit in frozen.items()
+        }
+        self.renderer = Renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
+        self.grader = Grader(ctx.spec.grading)
+
+    def __enter__(self) -> RewardServices:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.renderer.close()
+        self.grader.close()
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,13 @@ import random
 from typing import Any
 
 from mmzero_runtime.generation.base import GenerationRequest, Generator
-from mmzero_runtime.render import Renderer
 from mmzero_runtime.rewards import proposer as reward
-from mmzero_runtime.rewards.grading import Grader, GradeTable
+from mmzero_runtime.rewards.grading import GradeTable
 from mmzero_runtime.rewards.judgement import SolverAnswers
 from mmzero_runtime.roles import ParseFailure, Proposal, build_proposer_messages, parse_proposal
-from mmzero_runtime.spec import SamplingSpec
 from mmzero_runtime.stages.context import StageContext
-from mmzero_runtime.stages.grpo_loop import StepOutcome, run_grpo
-from mmzero_runtime.stages.pipeline import Question, ask, draw, generate, open_generator
+from mmzero_runtime.stages.grpo_loop import StepOutcome, rollout_sampling, run_grpo
+from mmzero_runtime.stages.pipeline import Question, RewardServices, ask, draw, generate
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.training.batch import Rollout
 
@@ -51,36 +49,14 @@ def _reward_proposal(item_id: str, parsed: Proposal | ParseFailure) -> reward.Pr
     )
 
 
-class _Frozen:
-    """The frozen Coder and Solver, the sandbox and the grader of one stage run."""
-
-    def __init__(self, ctx: StageContext) -> None:
-        roles = ctx.spec.roles
-        self.coder = open_generator(
-            ctx, ctx.model_dir("coder"), ctx.model_digest("coder"), roles.coder.max_prompt_tokens
-        )
-        self.solver = open_generator(
-            ctx,
-            ctx.model_dir("solver"),
-            ctx.model_digest("solver"),
-            roles.solver.max_prompt_tokens,
-        )
-        self.renderer = Renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
-        self.grader = Grader(ctx.spec.grading)
-
-    def close(self) -> None:
-        self.renderer.close()
-        self.grader.close()
-
-
 def _samples(
-    ctx: StageContext, frozen: _Frozen, step: int, proposals: dict[str, Proposal]
+    ctx: StageContext, frozen: RewardServices, step: int, proposals: dict[str, Proposal]
 ) -> list[reward.CoderSample]:
     """N rendered drawings per proposal, each answered K times on both questions."""
     rspec = ctx.spec.rewards.proposer
     drawings = draw(
         ctx,
-        frozen.coder,
+        frozen.models["coder"],
         frozen.renderer,
         proposals,
         n=rspec.coder_samples,
@@ -100,7 +76,7 @@ def _samples(
     ]
     answers = ask(
         ctx,
-        frozen.solver,
+        frozen.models["solver"],
         questions,
         n=rspec.solver_samples,
         sampling=ctx.spec.data.solver_service_sampling,
@@ -116,12 +92,14 @@ def _samples(
 
 
 def _rollout(
-    ctx: StageContext, frozen: _Frozen, step: int, batch: list[tuple[str, str]], policy: Generator
+    ctx: StageContext,
+    frozen: RewardServices,
+    step: int,
+    batch: list[tuple[str, str]],
+    policy: Generator,
 ) -> StepOutcome:
     spec = ctx.spec.roles.proposer
-    sampling = SamplingSpec(
-        temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_response_tokens
-    )
+    sampling = rollout_sampling(spec)
     requests = [
         GenerationRequest(
             f"s{step}-{i}-{row}",
@@ -215,14 +193,13 @@ def _terms(r: reward.ProposerReward) -> dict[str, float]:
 
 def run(ctx: StageContext) -> StageOutput:
     """Train the Proposer of this iteration."""
-    frozen = _Frozen(ctx)
-    try:
+    roles = ctx.spec.roles
+    limits = {"coder": roles.coder.max_prompt_tokens, "solver": roles.solver.max_prompt_tokens}
+    with RewardServices(ctx, limits) as frozen:
         return run_grpo(
             ctx,
-            ctx.spec.roles.proposer,
+            roles.proposer,
             ctx.model_dir("init"),
             seed_prompts(ctx),
             lambda step, batch, policy: _rollout(ctx, frozen, step, batch, policy),
         )
-    finally:
-        frozen.close()

@@ -12,10 +12,9 @@ from mmzero_runtime.generation.base import GenerationRequest, Generator
 from mmzero_runtime.rewards import solver as reward
 from mmzero_runtime.rewards.grading import Grader, GradeTable
 from mmzero_runtime.roles import build_solver_messages, check_format, extract_boxed
-from mmzero_runtime.spec import SamplingSpec
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.context import StageContext
-from mmzero_runtime.stages.grpo_loop import StepOutcome, run_grpo
+from mmzero_runtime.stages.grpo_loop import StepOutcome, rollout_sampling, run_grpo
 from mmzero_runtime.stages.pipeline import generate
 from mmzero_runtime.stages.provenance import check_producer
 from mmzero_runtime.storage.manifest import StageOutput
@@ -52,9 +51,7 @@ def _rollout(
     ctx: StageContext, grader: Grader, step: int, batch: list[dict[str, Any]], policy: Generator
 ) -> StepOutcome:
     spec = ctx.spec.roles.solver
-    sampling = SamplingSpec(
-        temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_response_tokens
-    )
+    sampling = rollout_sampling(spec)
     items = {f"s{step}-{i}-{row['id']}": row for i, row in enumerate(batch)}
     images = {gid: ctx.input_path("train_set", row["image"]) for gid, row in items.items()}
     requests = [
