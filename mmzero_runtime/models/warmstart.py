@@ -64,7 +64,7 @@ class WarmStartConfig:
     solver_items: int = 400
     """Items rendered for Solver examples (two questions each)."""
     render_workers: int = 2
-    steps: int = 920
+    steps: int = 800
     """Optimizer steps; each step takes one batch of a single role (less padding)."""
     batch_size: int = 8
     learning_rate: float = 2e-3
@@ -72,11 +72,10 @@ class WarmStartConfig:
     """Linear warm-up, then cosine decay to 10 % of the peak."""
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    role_cycle: tuple[sft.Role, ...] = (
-        "proposer", "coder", "solver", "coder", "proposer", "coder", "solver",
-    )  # fmt: skip
-    """Roles of consecutive batches: three in seven for the Coder, whose long SVGs must render;
-    two each for the Proposer's six tags and the Solver's format (its batches are short)."""
+    role_cycle: tuple[sft.Role, ...] = ("proposer", "coder", "solver", "coder", "proposer", "coder")
+    """Roles of consecutive batches: the Coder's long SVGs must render and get three in six, the
+    Proposer's six tags two; the Solver's format is learnt from one (a second Solver batch in
+    seven, 920 steps, measured Coder 29/52 against 43/56: benchmarks/RESULTS.md)."""
     probe_proposals: int = 16
     """Proposer samples measured after training (2 per seed topic)."""
     coder_samples_per_proposal: int = 4
@@ -84,7 +83,7 @@ class WarmStartConfig:
     """Held-out items whose easy and hard questions the Solver answers."""
 
 
-def cache_root(root: str | Path | None = None) -> Path:
+def tiny_cache_root(root: str | Path | None = None) -> Path:
     """Where tiny models are cached: `root`, else $MMZERO_CACHE_DIR, else ~/.cache/mmzero."""
     chosen = root or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mmzero"
     return Path(chosen).expanduser() / "tiny"
@@ -113,7 +112,7 @@ def cached_tiny_dir(
     root: str | Path | None = None, config: WarmStartConfig = WarmStartConfig()
 ) -> Path | None:
     """The finished tiny model for `config`, or None when it has not been built."""
-    path = cache_root(root) / cache_key(config)
+    path = tiny_cache_root(root) / cache_key(config)
     return path if (path / RECORD_NAME).is_file() else None
 
 
@@ -265,7 +264,7 @@ def _remove_stale_builds(root: Path) -> None:
 
 
 def init_tiny(
-    cache_root_dir: str | Path | None = None,
+    cache_root: str | Path | None = None,
     force: bool = False,
     config: WarmStartConfig = WarmStartConfig(),
 ) -> Path:
@@ -274,7 +273,7 @@ def init_tiny(
     Built in a temporary directory beside the final one and renamed into place, so a killed
     build leaves no half model; `warmstart.json` in the directory holds the measurements.
     """
-    root = cache_root(cache_root_dir)
+    root = tiny_cache_root(cache_root)
     key = cache_key(config)
     final = root / key
     if not force and (final / RECORD_NAME).is_file():

@@ -1,8 +1,9 @@
 """The real warm start: `init_tiny` builds, trains and probes the tiny model (cached after once).
 
-The floors sit well below the shares measured on a 2-core VM (benchmarks/RESULTS.md, section
-"Tiny model warm-start") so sampling noise does not fail the test, and above what an untrained
-model reaches (0 for every role), so a broken warm start does.
+The floors sit at about half the lowest share measured on a 2-core VM over two configurations
+(benchmarks/RESULTS.md, "Tiny model warm-start"; 16 to 56 samples, so a run-to-run spread of
++-15 points is normal) and far above what the untrained model reaches (0 for every role), so
+sampling noise does not fail the test and a broken warm start does.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from mmzero_runtime.models.warmstart import RECORD_NAME, TINY_REF, init_tiny
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FLOORS = {
-    "proposer_parsed": 0.5,  # measured 16/16
-    "coder_rendered": 0.4,  # measured 58/64
-    "solver_formatted": 0.75,  # measured 32/32
+    "proposer_parsed": 0.4,  # measured 14/16 (default) and 13/16
+    "coder_rendered": 0.3,  # measured 43/56 (default) and 29/52
+    "solver_formatted": 0.45,  # measured 28/32 (default) and 31/32
 }
 
 

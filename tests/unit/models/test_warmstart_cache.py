@@ -78,9 +78,11 @@ def test_init_tiny_killed_build_leaves_no_model(
     assert list((tmp_path / "tiny").iterdir()) == []
 
 
-def test_cache_root_env_overrides_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_cache_root_env_overrides_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(warmstart.CACHE_ENV, str(tmp_path))
-    assert warmstart.cache_root() == tmp_path / "tiny"
+    assert warmstart.tiny_cache_root() == tmp_path / "tiny"
 
 
 def test_init_tiny_removes_directory_of_killed_build(
