@@ -40,15 +40,17 @@ def run(ctx: StageContext) -> StageOutput:
             image_dir=images,
         )
     del coder
-    rendered = {pid: ds[0] for pid, ds in drawings.items() if ds[0].image is not None}
+    rendered = {pid: ds[0].image for pid, ds in drawings.items() if ds[0].image is not None}
     labeller = open_generator(
         ctx, ctx.model_dir("labeller"), labeller_digest, spec.roles.solver.max_prompt_tokens
     )
     questions = [
-        Question(f"{pid}-{kind}", d.image, getattr(proposals[pid], f"{kind}_question"))
-        for pid, d in rendered.items()
-        if d.image is not None
-        for kind in ("easy", "hard")
+        Question(f"{pid}-{kind}", image, question)
+        for pid, image in rendered.items()
+        for kind, question in (
+            ("easy", proposals[pid].easy_question),
+            ("hard", proposals[pid].hard_question),
+        )
     ]
     answers = ask(
         ctx,
@@ -75,7 +77,7 @@ def run(ctx: StageContext) -> StageOutput:
     rows: list[dict[str, Any]] = []
     for c in candidates:
         image = f"{keys.IMAGES_DIR}/{c.item_id}.png"
-        output.put_file(image, images / f"{c.item_id}.png")
+        output.put_file(image, rendered[c.item_id])
         label = labels[c.item_id]
         rows.append(
             {

@@ -89,6 +89,8 @@ class LocalStore:
 
     def upload_file(self, key: str, path: Path) -> None:
         target = self.path(key)
+        if not path.is_file():
+            raise StoreError(f"{self}: cannot store {key!r}: the source file {path} is missing")
         with self._atomic(target) as handle, open(path, "rb") as source:
             shutil.copyfileobj(source, handle, length=1 << 20)
 
