@@ -88,8 +88,8 @@ def build_model(size: str, out: Path, device: str) -> Path:
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
     target = out / "qwen2_5_vl_3b_random"
     model.save_pretrained(target)
-    for name in os.listdir(tiny):  # tokenizer and processor files of the tiny model
-        if not (target / name).exists():
+    for name in os.listdir(tiny):  # tokenizer and processor files of the tiny model, no weights
+        if not name.startswith("model") and not (target / name).exists():
             (target / name).write_bytes((tiny / name).read_bytes())
     return target
 

@@ -241,7 +241,7 @@ def test_grpo_loss_two_micro_batches_accumulate_to_one_batch(aggregation: str) -
         )
         part.backward()
         accumulated += float(part.detach())
-    assert accumulated == pytest.approx(float(loss), rel=1e-6)
+    assert accumulated == pytest.approx(float(loss.detach()), rel=1e-6)
     assert whole.grad is not None and parts.grad is not None
     torch.testing.assert_close(parts.grad, whole.grad)
 
