@@ -14,7 +14,7 @@ from mmzero_runtime.rewards.judgement import SolverAnswers
 from mmzero_runtime.roles import Proposal, build_coder_messages
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.context import StageContext
-from mmzero_runtime.stages.grpo_loop import StepOutcome, rollout_sampling, run_grpo
+from mmzero_runtime.stages.grpo_loop import StepOutcome, mean_reward, rollout_sampling, run_grpo
 from mmzero_runtime.stages.pipeline import (
     Question,
     RewardServices,
@@ -123,9 +123,8 @@ def _rollout(
                     s.logprobs,
                 )
             )
-    totals = [r.total for r in rewards if r.total is not None]
     figures = {
-        "reward/mean": sum(totals) / len(totals) if totals else 0.0,
+        "reward/mean": mean_reward([r.total for r in rewards]),
         "coder/render_rate": sum(d.rendered for d in drawings.values()) / len(drawings),
     }
     return StepOutcome(rollouts, records, figures)

@@ -64,6 +64,16 @@ def rollout_sampling(spec: GRPOSpec) -> SamplingSpec:
     )
 
 
+def mean_reward(totals: Sequence[float | None]) -> float:
+    """Mean of the rewards that could be measured (0 when none could).
+
+    >>> mean_reward([1.0, None, 0.0])
+    0.5
+    """
+    measured = [t for t in totals if t is not None]
+    return sum(measured) / len(measured) if measured else 0.0
+
+
 def step_prompts(prompts: Sequence[T], step: int, batch: int) -> list[T]:
     """The `batch` prompts of `step` (from 1), walking the (pre-shuffled) list cyclically.
 

@@ -9,6 +9,7 @@ difficulty and the batch-level penalties over the whole step batch.
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 from typing import Any
 
 from mmzero_runtime.generation.base import GenerationRequest, Generator
@@ -17,7 +18,7 @@ from mmzero_runtime.rewards.grading import GradeTable
 from mmzero_runtime.rewards.judgement import SolverAnswers
 from mmzero_runtime.roles import ParseFailure, Proposal, build_proposer_messages, parse_proposal
 from mmzero_runtime.stages.context import StageContext
-from mmzero_runtime.stages.grpo_loop import StepOutcome, rollout_sampling, run_grpo
+from mmzero_runtime.stages.grpo_loop import StepOutcome, mean_reward, rollout_sampling, run_grpo
 from mmzero_runtime.stages.pipeline import Question, RewardServices, ask, draw, generate
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.training.batch import Rollout
@@ -153,7 +154,7 @@ def _outcome(
             "response": sample.text,
         }
         p = parsed[r.item_id]
-        record["proposal"] = None if isinstance(p, ParseFailure) else p.__dict__
+        record["proposal"] = None if isinstance(p, ParseFailure) else asdict(p)
         record["parse_failure"] = p.reason if isinstance(p, ParseFailure) else None
         records.append(record)
         if r.total is not None:
@@ -168,10 +169,9 @@ def _outcome(
                     sample.logprobs,
                 )
             )
-    totals = [r.total for r in rewards if r.total is not None]
     rendered = sum(s.rendered for s in samples)
     figures = {
-        "reward/mean": sum(totals) / len(totals) if totals else 0.0,
+        "reward/mean": mean_reward([r.total for r in rewards]),
         "proposer/parse_rate": sum(isinstance(p, Proposal) for p in parsed.values()) / len(parsed),
         "coder/render_rate": rendered / len(samples) if samples else 0.0,
     }

@@ -14,7 +14,7 @@ from mmzero_runtime.rewards.grading import Grader, GradeTable
 from mmzero_runtime.roles import build_solver_messages, check_format, extract_boxed
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.context import StageContext
-from mmzero_runtime.stages.grpo_loop import StepOutcome, rollout_sampling, run_grpo
+from mmzero_runtime.stages.grpo_loop import StepOutcome, mean_reward, rollout_sampling, run_grpo
 from mmzero_runtime.stages.pipeline import generate
 from mmzero_runtime.stages.provenance import check_producer
 from mmzero_runtime.storage.manifest import StageOutput
@@ -111,10 +111,9 @@ def _outcome(
             rollouts.append(
                 Rollout(rid, gid, messages, images[gid], s.token_ids, r.total, s.logprobs)
             )
-    totals = [r.total for r in rewards if r.total is not None]
     accuracy = [r.accuracy for r in rewards if r.accuracy is not None]
     figures = {
-        "reward/mean": sum(totals) / len(totals) if totals else 0.0,
+        "reward/mean": mean_reward([r.total for r in rewards]),
         "solver/accuracy": sum(accuracy) / len(accuracy) if accuracy else 0.0,
         "solver/format_rate": sum(r.format for r in rewards) / max(len(rewards), 1),
     }
