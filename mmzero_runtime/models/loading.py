@@ -73,7 +73,7 @@ def resolve_ref(ref: str | Path) -> Path:
     )
 
 
-def _check_config(path: Path) -> PretrainedConfig:
+def check_config(path: Path) -> PretrainedConfig:
     """The config, checked to be a supported vision-language model."""
     try:
         config: PretrainedConfig = AutoConfig.from_pretrained(path, local_files_only=True)
@@ -113,7 +113,7 @@ def load_vlm(
 ) -> LoadedVLM:
     """Load model and processor from `ref`, offline; the processor gets `image_spec`."""
     path = resolve_ref(ref)
-    _check_config(path)
+    check_config(path)
     dtype = dtype or default_dtype(device)
     try:
         model: Any = AutoModelForImageTextToText.from_pretrained(

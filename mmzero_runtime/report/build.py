@@ -19,6 +19,8 @@ import yaml
 
 from mmzero_runtime.report.charts import line_chart
 from mmzero_runtime.spec import MMZeroRun, load_run
+from mmzero_runtime.stages import metrics
+from mmzero_runtime.stages.plan import all_stages
 from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.storage.records import read_records
 from mmzero_runtime.storage.store import LocalStore
@@ -171,6 +173,36 @@ def _proposer_examples(store: LocalStore, i: int) -> str:
     )
 
 
+def _resources(root: Path, run: MMZeroRun, i: int) -> str:
+    """Wall time and memory of each finished stage; per-step memory and time of GRPO stages."""
+    stages = [s for s in all_stages(run.spec) if s.iteration == i]
+    rows = []
+    charts = []
+    for stage in stages:
+        summary = metrics.read_summary(root, stage.name)
+        if summary is not None:
+            rows.append(
+                f"<tr><td>{html.escape(stage.name)}</td><td>{summary['seconds']:.0f}</td>"
+                f"<td>{summary['peak_rss_bytes'] / 2**20:.0f}</td></tr>"
+            )
+        steps = metrics.read_steps(root, stage.name)
+        if steps:
+            series = {
+                "resident MiB": [r.get("memory/rss_bytes", 0.0) / 2**20 for r in steps],
+                "step s": [
+                    r.get("time/rollout_seconds", 0.0) + r.get("time/step_seconds", 0.0)
+                    for r in steps
+                ],
+            }
+            charts.append(line_chart(f"{stage.kind} memory and time", series))
+    if not rows:
+        return ""
+    return (
+        "<h3>Resources</h3><table><tr><th>stage</th><th>seconds</th><th>peak resident MiB</th>"
+        f"</tr>{''.join(rows)}</table><div class='charts'>{''.join(charts)}</div>"
+    )
+
+
 def build_report(directory: Path) -> Path:
     """Write `<run>/report.html` and return its path."""
     run: MMZeroRun = load_run(directory / "run.yaml")
@@ -180,6 +212,7 @@ def build_report(directory: Path) -> Path:
         sections.append(
             f"<h2>Iteration {i}</h2>{_grpo_section(store, i)}{_yields(store, i)}"
             f"{_evaluation(store, i)}{_gallery(store, i)}{_proposer_examples(store, i)}"
+            f"{_resources(directory, run, i)}"
         )
     spec_text = yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False)
     page = (

@@ -11,8 +11,8 @@ the model and the records under the stage's prefix with the manifest last.
 from __future__ import annotations
 
 import logging
-import resource
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from mmzero_runtime.generation.base import Generator
 from mmzero_runtime.spec import GRPOSpec, SamplingSpec
+from mmzero_runtime.stages import metrics
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.progress import progress_bar
@@ -130,10 +131,6 @@ def _write_step(
     tmp.replace(path)
 
 
-def _rss_bytes() -> float:
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-
-
 class _Preemption:
     """SIGTERM handling: during an update, finish it and checkpoint; otherwise stop at once
     (nothing since the last checkpoint is kept, and every write is atomic)."""
@@ -168,14 +165,20 @@ def run_grpo(
     try:
         for step in range(trainer.step_count + 1, spec.steps + 1):
             policy = _policy_generator(ctx, trainer, spec, step)
+            started = time.monotonic()
             outcome = rollout(step, step_prompts(prompts, step, spec.rollout_batch_size), policy)
+            rollout_seconds = time.monotonic() - started
             ctx.ledger.check(ctx.spec.grading.max_failure_share)
             if not outcome.rollouts:
                 raise StageError(f"stage {ctx.name} step {step}: no response could be rewarded")
             preemption.updating = True
             stats = trainer.step(outcome.rollouts)
-            stats["memory/rss_bytes"] = _rss_bytes()
+            stats["time/rollout_seconds"] = rollout_seconds
+            stats["memory/rss_bytes"] = float(metrics.rss_bytes())
+            stats["memory/peak_rss_bytes"] = float(metrics.peak_rss_bytes())
             _write_step(ctx, step, outcome, stats)
+            volatile = {k: v for k, v in stats.items() if k.startswith(TIMING_PREFIXES)}
+            metrics.append_step(ctx.store.root, ctx.name, step, volatile)
             trainer.save(ctx.workdir / CHECKPOINT_DIR)
             preemption.updating = False
             writer.add(step, {**outcome.figures, **stats})

@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
+from mmzero_runtime.models.fit import check_fit
 from mmzero_runtime.spec import MMZeroRun, load_run, parse_run
 from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.keys import BASE_MODEL
 from mmzero_runtime.stages.plan import STAGE_KINDS, Stage, all_stages, plan
 from mmzero_runtime.stages.runner import import_base_model, versions
 from mmzero_runtime.storage.manifest import read_manifest
@@ -116,8 +118,11 @@ def run_local(
     run: MMZeroRun, directory: Path, *, until: str | None = None, device: str = "cpu"
 ) -> list[str]:
     """Run every stage not yet done (up to stage kind `until` of the last iteration)."""
-    pin_run(run, directory)
     store = LocalStore(directory)
+    imported = read_manifest(store, "base") is not None
+    # Before pinning, so that a run refused here can be fixed and started again.
+    check_fit(run.spec, store.path(BASE_MODEL) if imported else run.spec.model)
+    pin_run(run, directory)
     import_base_model(run, store)
     ran: list[str] = []
     while True:

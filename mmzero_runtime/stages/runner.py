@@ -15,8 +15,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from mmzero_runtime.models.fit import check_fit
 from mmzero_runtime.spec import MMZeroRun
-from mmzero_runtime.stages import keys
+from mmzero_runtime.stages import keys, metrics
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.plan import Stage, StageKind, all_stages
@@ -85,6 +86,7 @@ def run_stage(
         log.info("stage already done, nothing to do stage=%s", stage.name)
         return done
     _check_inputs(run, store, stage)
+    check_fit(run.spec, store.path(keys.BASE_MODEL))
     ctx = StageContext(run, store, stage, device=device)
     started = time.monotonic()
     output = _dispatch(ctx)
@@ -99,12 +101,17 @@ def run_stage(
     }
     manifest = output.commit(meta)
     ctx.finish()
-    log.info(
-        "stage done stage=%s seconds=%.1f files=%d",
+    seconds = time.monotonic() - started
+    metrics.write_summary(
+        store.root,
         stage.name,
-        time.monotonic() - started,
-        len(manifest.files),
+        {
+            "seconds": round(seconds, 3),
+            "peak_rss_bytes": metrics.peak_rss_bytes(),
+            "device": device,
+        },
     )
+    log.info("stage done stage=%s seconds=%.1f files=%d", stage.name, seconds, len(manifest.files))
     return manifest
 
 

@@ -7,13 +7,12 @@ directory and renamed into place, state file last, so a reader never sees half a
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import random
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,16 +114,34 @@ def commit_partial(partial: Path, target: Path) -> None:
         os.rename(partial, target)
 
 
-@contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a fresh hidden sibling of `target`; on success swap it into place, else delete it."""
-    partial = prepare_partial(target)
+def _disk_full(error: BaseException, directory: Path) -> bool:
+    """True when a write failed for want of space. torch.save and safetensors report it in
+    their own exception types without an errno, so the OS's message or a filesystem left with
+    under 1 MiB also counts."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    if os.strerror(errno.ENOSPC) in str(error):  # safetensors: "... (os error 28)"
+        return True
     try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    commit_partial(partial, Path(target))
+        return shutil.disk_usage(directory).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def discard_partial(partial: Path, target: Path, error: BaseException) -> CheckpointError | None:
+    """Delete a checkpoint whose write failed; the error to raise instead when the disk is full.
+
+    The previous checkpoint at `target` is untouched, so a rerun with space resumes from it.
+    """
+    full = _disk_full(error, partial if partial.exists() else target.parent)
+    shutil.rmtree(partial, ignore_errors=True)
+    if not full:
+        return None
+    return CheckpointError(
+        f"disk full while writing checkpoint {target}; free space (or move the run directory), "
+        "then rerun the same command: the last complete checkpoint and every finished stage "
+        "are kept"
+    )
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:

@@ -309,16 +309,22 @@ class GRPOTrainer:
         directory = Path(directory)
         rank = self.engine.rank
         partial = directory.parent / f".{directory.name}.partial"
-        if rank == 0:
-            partial = ckpt.prepare_partial(directory)
-        self.engine.barrier()
-        self.engine.save(partial)
-        torch.save(ckpt.capture_rng(), partial / ckpt.rng_file(rank))
-        self.engine.barrier()
-        if rank == 0:
-            self.processor.save_pretrained(partial)
-            ckpt.write_state(partial, self._state())
-            ckpt.commit_partial(partial, directory)
+        try:
+            if rank == 0:
+                partial = ckpt.prepare_partial(directory)
+            self.engine.barrier()
+            self.engine.save(partial)
+            torch.save(ckpt.capture_rng(), partial / ckpt.rng_file(rank))
+            self.engine.barrier()
+            if rank == 0:
+                self.processor.save_pretrained(partial)
+                ckpt.write_state(partial, self._state())
+                ckpt.commit_partial(partial, directory)
+        except Exception as error:  # torch, safetensors and the OS each raise their own type
+            full = ckpt.discard_partial(partial, directory, error)
+            if full is not None:
+                raise full from error
+            raise
         self.engine.barrier()
         log.info("saved checkpoint dir=%s step=%d", directory, self.step_count)
 

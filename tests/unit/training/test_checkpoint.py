@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 from pathlib import Path
@@ -25,24 +26,36 @@ def test_rng_states_round_trip_through_a_file(tmp_path: Path) -> None:
     assert torch.equal(got[3], expected[3])
 
 
-def test_atomic_directory_failure_keeps_the_old_checkpoint(tmp_path: Path) -> None:
+def _write(target: Path, text: str) -> Path:
+    partial = ckpt.prepare_partial(target)
+    (partial / "a").write_text(text)
+    return partial
+
+
+def test_commit_partial_replaces_an_existing_checkpoint(tmp_path: Path) -> None:
     target = tmp_path / "ckpt"
-    with ckpt.atomic_directory(target) as partial:
-        (partial / "a").write_text("old")
-    with pytest.raises(RuntimeError), ckpt.atomic_directory(target) as partial:
-        (partial / "a").write_text("half")
-        raise RuntimeError("killed mid-write")
-    assert (target / "a").read_text() == "old"
+    for text in ("first", "second"):
+        ckpt.commit_partial(_write(target, text), target)
+    assert (target / "a").read_text() == "second"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no partial or retired copy left
 
 
-def test_atomic_directory_replaces_an_existing_checkpoint(tmp_path: Path) -> None:
+def test_failed_write_is_discarded_and_the_old_checkpoint_kept(tmp_path: Path) -> None:
     target = tmp_path / "ckpt"
-    for text in ("first", "second"):
-        with ckpt.atomic_directory(target) as partial:
-            (partial / "a").write_text(text)
-    assert (target / "a").read_text() == "second"
+    ckpt.commit_partial(_write(target, "old"), target)
+    partial = _write(target, "half")
+    assert ckpt.discard_partial(partial, target, RuntimeError("killed mid-write")) is None
+    assert (target / "a").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_disk_full_write_becomes_an_error_naming_the_checkpoint(tmp_path: Path) -> None:
+    target = tmp_path / "ckpt"
+    error = ckpt.discard_partial(
+        _write(target, "half"), target, OSError(errno.ENOSPC, "No space left on device")
+    )
+    assert error is not None and f"disk full while writing checkpoint {target}" in str(error)
+    assert not list(tmp_path.iterdir())
 
 
 def complete(directory: Path, state: object) -> Path:

@@ -1,0 +1,72 @@
+"""Figures that differ from run to run (wall time, memory, throughput), kept beside the artifacts.
+
+They live in `<run>/metrics/`, outside every manifest, so the same seed and spec still give the
+same artifact bytes: `<stage>.steps.jsonl` gets one row per training step, and `<stage>.json`
+the stage's totals once it is done. The report reads both; on a cluster they are what the
+stage's metrics endpoint serves last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from pathlib import Path
+from typing import Any
+
+METRICS_DIR = "metrics"
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux `/proc/self/statm`; peak elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except OSError:
+        return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    """The most resident memory this process has used."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _directory(root: Path) -> Path:
+    path = root / METRICS_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def append_step(root: Path, stage: str, step: int, figures: dict[str, float]) -> None:
+    """Add one training step's volatile figures to `<run>/metrics/<stage>.steps.jsonl`."""
+    row = json.dumps({"step": step, **figures}, sort_keys=True)
+    with (_directory(root) / f"{stage}.steps.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(row + "\n")
+
+
+def write_summary(root: Path, stage: str, figures: dict[str, Any]) -> None:
+    """Write `<run>/metrics/<stage>.json` (replacing an earlier attempt's)."""
+    path = _directory(root) / f"{stage}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"stage": stage, **figures}, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def read_steps(root: Path, stage: str) -> list[dict[str, Any]]:
+    """The step rows of a stage, one per step (a resumed step's last row wins), by step."""
+    path = root / METRICS_DIR / f"{stage}.steps.jsonl"
+    if not path.exists():
+        return []
+    rows: dict[int, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[int(row["step"])] = row
+    return [rows[step] for step in sorted(rows)]
+
+
+def read_summary(root: Path, stage: str) -> dict[str, Any] | None:
+    """A finished stage's totals, or None."""
+    path = root / METRICS_DIR / f"{stage}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
