@@ -10,11 +10,11 @@ CLUSTER_RUN_DIR ?= $(HOME)/.cache/mmzero/cluster-run
 setup:
 	$(UV) sync --frozen --extra train --extra math-verify
 
+# The README's first command: build the tiny model once (cached), run one iteration of all
+# seven stages on it, and write runs/tiny/report.html. Rerunning resumes where it stopped.
 run: setup
-	$(UV) run mmzero spec validate examples/run.yaml
-	$(UV) run mmzero plan examples/run.yaml
-	mkdir -p runs
-	$(UV) run mmzero render --spec examples/run.yaml examples/chart.svg runs/chart.png
+	$(UV) run mmzero init-tiny
+	$(UV) run mmzero run examples/run.yaml
 
 test: setup
 	$(UV) run pytest $(PYTEST_ARGS)

@@ -118,8 +118,13 @@ def _stage(args: argparse.Namespace) -> int:
     handler = logging.FileHandler(logs / f"i{args.iteration}-{args.kind}.log")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
-    manifest = run_stage(run, LocalStore(directory), args.kind, args.iteration,
-                         device=_device(args.device))  # fmt: skip
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # one bar per stage, not one per file loaded
+    with logging_redirect_tqdm():  # log lines print above the stage's bar, not through it
+        manifest = run_stage(run, LocalStore(directory), args.kind, args.iteration,
+                             device=_device(args.device))  # fmt: skip
     print(f"stage i{args.iteration}-{args.kind}: done ({len(manifest.files)} files)")
     return 0
 

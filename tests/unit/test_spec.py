@@ -163,8 +163,10 @@ def _leaves(document: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")]
 
 
-def test_example_run_file_overrides_only_sizes_steps_and_learning_rate() -> None:
-    # The tiny profile may change how big and how long, never the method.
+def test_example_run_file_overrides_only_sizes_steps_learning_rates_and_two_temperatures() -> None:
+    # The tiny profile may change how big and how long, never rewards, filters or the loss; the
+    # only sampling it changes are the temperatures its comments justify (a tiny Coder that
+    # renders everything at T 0.7, a tiny Solver that scatters at T 1.0).
     size_words = (
         "size",
         "steps",
@@ -181,7 +183,13 @@ def test_example_run_file_overrides_only_sizes_steps_and_learning_rate() -> None
         "replicas",
     )
     spec = yaml.safe_load(EXAMPLE.read_text())["spec"]
-    allowed_exact = {"model", "seed"}
+    allowed_exact = {
+        "model",
+        "seed",
+        "roles.coder.temperature",
+        "data.code_sampling.temperature",
+        "data.solver_service_sampling.temperature",
+    }
     for leaf in _leaves(spec):
         last = leaf.rsplit(".", 1)[-1]
         assert leaf in allowed_exact or any(w in last for w in size_words), (
