@@ -121,7 +121,7 @@ def _stage(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
     from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # one bar per stage, not one per file loaded
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # one bar per stage
     with logging_redirect_tqdm():  # log lines print above the stage's bar, not through it
         manifest = run_stage(run, LocalStore(directory), args.kind, args.iteration,
                              device=_device(args.device))  # fmt: skip
@@ -149,6 +149,12 @@ def _init_tiny(args: argparse.Namespace) -> int:
     path = init_tiny(force=args.force)
     print(f"tiny model ready: {path}")
     return 0
+
+
+def _where_and_device(command: argparse.ArgumentParser) -> None:
+    """The options `run` and `stage` share: where the run lives and what computes."""
+    command.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
+    command.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -185,16 +191,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--until", choices=STAGE_KINDS, help="stop after this stage kind of the last iteration"
     )
-    run.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
-    run.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
+    _where_and_device(run)
     run.set_defaults(func=_run)
 
     stage = commands.add_parser("stage", help="run one stage (what executors call)")
     stage.add_argument("kind", choices=STAGE_KINDS, help="stage kind")
     stage.add_argument("--spec", required=True, help="MMZeroRun YAML file")
     stage.add_argument("--iteration", type=int, required=True, help="iteration, from 1")
-    stage.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
-    stage.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
+    _where_and_device(stage)
     stage.set_defaults(func=_stage)
 
     status = commands.add_parser("status", help="show where a local run is")

@@ -10,17 +10,15 @@ from typing import Any
 from mmzero_runtime.generation.base import Generator
 from mmzero_runtime.rewards import coder as reward
 from mmzero_runtime.rewards.grading import GradeTable
-from mmzero_runtime.rewards.judgement import SolverAnswers
 from mmzero_runtime.roles import Proposal, build_coder_messages
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.grpo_loop import StepOutcome, mean_reward, rollout_sampling, run_grpo
 from mmzero_runtime.stages.pipeline import (
-    Question,
     RewardServices,
-    ask,
     coder_requests,
     generate,
+    judge_drawings,
     render_drawings,
 )
 from mmzero_runtime.stages.provenance import check_producer
@@ -63,37 +61,24 @@ def _rollout(
         {i: s.text for i, (_, s) in samples.items()},
         ctx.workdir / "images" / f"step{step}",
     )
-    questions = [
-        Question(f"{i}-{kind}", d.image, text)
-        for i, d in drawings.items()
-        if d.image is not None
-        for kind, text in (
-            ("easy", proposals[samples[i][0]].easy_question),
-            ("hard", proposals[samples[i][0]].hard_question),
-        )
-    ]
-    answers = ask(
+    measured = judge_drawings(
         ctx,
         judge.models["judge"],
-        questions,
+        [(d, proposals[samples[i][0]]) for i, d in drawings.items()],
         n=rspec.solver_samples,
-        sampling=ctx.spec.data.solver_service_sampling,
         tag=f"judge{step}",
     )
-    responses = []
-    for i, d in drawings.items():
-        easy, hard = answers.get(f"{i}-easy"), answers.get(f"{i}-hard")
-        measured = None if easy is None or hard is None else SolverAnswers(easy, hard)
-        responses.append(
-            reward.CoderResponse(
-                i,
-                not d.extraction.syntax_error,
-                d.extraction.svg_ok,
-                d.rendered,
-                proposals[samples[i][0]].easy_answer,
-                measured if d.rendered else None,
-            )
+    responses = [
+        reward.CoderResponse(
+            i,
+            not d.extraction.syntax_error,
+            d.extraction.svg_ok,
+            d.rendered,
+            proposals[samples[i][0]].easy_answer,
+            measured[i],
         )
+        for i, d in drawings.items()
+    ]
     graded = judge.grader.grade(reward.coder_grade_requests(responses))
     ctx.ledger.record_grades(graded)
     rewards = reward.coder_rewards(responses, spec=rspec, grades=GradeTable(graded))

@@ -16,6 +16,7 @@ from typing import Any
 from mmzero_runtime.generation.base import GenerationRequest, GenerationResult, Generator, Progress
 from mmzero_runtime.render import Renderer
 from mmzero_runtime.rewards.grading import Grader
+from mmzero_runtime.rewards.judgement import SolverAnswers
 from mmzero_runtime.roles import (
     Proposal,
     build_coder_messages,
@@ -204,3 +205,32 @@ def ask(
         for qid, result in results.items()
         if result.ok
     }
+
+
+def judge_drawings(
+    ctx: StageContext,
+    solver: Generator,
+    drawings: Sequence[tuple[Drawing, Proposal]],
+    *,
+    n: int,
+    tag: str,
+) -> dict[str, SolverAnswers | None]:
+    """The frozen Solver's `n` answers to the easy and the hard question of each rendered
+    drawing, by drawing id (the Proposer's and the Coder's reward both need them); None for a
+    drawing that did not render or whose questions could not be asked."""
+    questions = [
+        Question(f"{drawing.id}-{kind}", drawing.image, text)
+        for drawing, proposal in drawings
+        if drawing.image is not None
+        for kind, text in (("easy", proposal.easy_question), ("hard", proposal.hard_question))
+    ]
+    sampling = ctx.spec.data.solver_service_sampling
+    answers = ask(ctx, solver, questions, n=n, sampling=sampling, tag=tag)
+    measured: dict[str, SolverAnswers | None] = {}
+    for drawing, _ in drawings:
+        easy, hard = answers.get(f"{drawing.id}-easy"), answers.get(f"{drawing.id}-hard")
+        if drawing.rendered and easy is not None and hard is not None:
+            measured[drawing.id] = SolverAnswers(easy, hard)
+        else:
+            measured[drawing.id] = None
+    return measured

@@ -15,11 +15,10 @@ from typing import Any
 from mmzero_runtime.generation.base import GenerationRequest, Generator
 from mmzero_runtime.rewards import proposer as reward
 from mmzero_runtime.rewards.grading import GradeTable
-from mmzero_runtime.rewards.judgement import SolverAnswers
 from mmzero_runtime.roles import ParseFailure, Proposal, build_proposer_messages, parse_proposal
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.grpo_loop import StepOutcome, mean_reward, rollout_sampling, run_grpo
-from mmzero_runtime.stages.pipeline import Question, RewardServices, ask, draw, generate
+from mmzero_runtime.stages.pipeline import RewardServices, draw, generate, judge_drawings
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.training.batch import Rollout
 
@@ -65,30 +64,18 @@ def _samples(
         tag=f"coder{step}",
         image_dir=ctx.workdir / "images" / f"step{step}",
     )
-    questions = [
-        Question(f"{d.id}-{kind}", d.image, text)
-        for pid, ds in drawings.items()
-        for d in ds
-        if d.image is not None
-        for kind, text in (
-            ("easy", proposals[pid].easy_question),
-            ("hard", proposals[pid].hard_question),
-        )
-    ]
-    answers = ask(
+    measured = judge_drawings(
         ctx,
         frozen.models["solver"],
-        questions,
+        [(d, proposals[pid]) for pid, ds in drawings.items() for d in ds],
         n=rspec.solver_samples,
-        sampling=ctx.spec.data.solver_service_sampling,
         tag=f"solver{step}",
     )
-    samples = []
-    for pid, ds in drawings.items():
-        for j, d in enumerate(ds):
-            easy, hard = answers.get(f"{d.id}-easy"), answers.get(f"{d.id}-hard")
-            measured = None if easy is None or hard is None else SolverAnswers(easy, hard)
-            samples.append(reward.CoderSample(pid, j, d.rendered, measured))
+    samples = [
+        reward.CoderSample(pid, j, d.rendered, measured[d.id])
+        for pid, ds in drawings.items()
+        for j, d in enumerate(ds)
+    ]
     return samples
 
 
