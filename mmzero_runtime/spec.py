@@ -8,11 +8,19 @@ and the code disagree (§11) the code's value is the default and the paper's is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 API_GROUP = "mmzero.dev"
 API_VERSION: Final = "mmzero.dev/v1alpha1"
@@ -42,6 +50,18 @@ CONTENT_TYPES: tuple[str, ...] = (
 """The Proposer's `<content_type>` vocabulary (§3.1); anything else is normalised to `other`."""
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """A rule that spans fields, for the CRD (`x-kubernetes-validations`): the API server
+    refuses what the model's validator refuses, with the same field named."""
+
+    rule: str
+    """CEL over `self`, the object of the model that declares it."""
+    message: str
+    field: str
+    """The field the message is about (the CRD's `fieldPath`, without the leading dot)."""
 
 
 class SpecError(ValueError):
@@ -150,6 +170,32 @@ class GRPOSpec(_Spec):
     freeze_vision_tower: bool = False
     """Keep the vision encoder fixed. Reference: trainable (full fine-tune)."""
 
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.global_batch_size <= self.rollout_batch_size",
+            "global_batch_size must be <= rollout_batch_size: an update cannot use more "
+            "prompts than a step samples",
+            "global_batch_size",
+        ),
+        CelRule(
+            "self.global_batch_size > self.rollout_batch_size || "
+            "self.rollout_batch_size % self.global_batch_size == 0",
+            "rollout_batch_size must be a multiple of global_batch_size: each step splits into "
+            "whole updates",
+            "rollout_batch_size",
+        ),
+        CelRule(
+            "(self.global_batch_size * self.group_size) % self.micro_batch_size == 0",
+            "micro_batch_size must divide global_batch_size x group_size",
+            "micro_batch_size",
+        ),
+        CelRule(
+            "(self.global_batch_size * self.group_size) % self.micro_batch_size_experience == 0",
+            "micro_batch_size_experience must divide global_batch_size x group_size",
+            "micro_batch_size_experience",
+        ),
+    )
+
     @model_validator(mode="after")
     def _check_batches(self) -> GRPOSpec:
         problems = []
@@ -247,7 +293,9 @@ class SamplingSpec(_Spec):
 class DataSpec(_Spec):
     """How much each data stage generates, and how (§2.4, §2.5, §8.1)."""
 
-    topics: list[str] = Field(default_factory=lambda: list(SEED_TOPICS), min_length=1)
+    topics: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default_factory=lambda: list(SEED_TOPICS), min_length=1, max_length=64
+    )
     """Seed topic strings the Proposer is prompted with, cycled in order (§2.2). Replace them to
     steer what the run invents."""
 
@@ -295,6 +343,12 @@ class ImageSpec(_Spec):
     max_pixels: int = Field(4_194_304, ge=784)
     """Largest image area in pixels; larger renders are scaled down to fit instead of failing.
     Reference training value 2048 x 2048."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.min_pixels <= self.max_pixels", "min_pixels must be <= max_pixels", "min_pixels"
+        ),
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> ImageSpec:
@@ -474,6 +528,19 @@ class FiltersSpec(_Spec):
     max_hard_consistency: Probability = 0.75
     """Upper edge of the hard-question consistency band."""
 
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.coder_min_render_rate <= self.coder_max_render_rate",
+            "coder_min_render_rate must be <= coder_max_render_rate, or the band is empty",
+            "coder_min_render_rate",
+        ),
+        CelRule(
+            "self.min_hard_consistency <= self.max_hard_consistency",
+            "min_hard_consistency must be <= max_hard_consistency, or the band is empty",
+            "min_hard_consistency",
+        ),
+    )
+
     @model_validator(mode="after")
     def _check_bands(self) -> FiltersSpec:
         problems = []
@@ -510,10 +577,10 @@ class PodResourcesSpec(_Spec):
     gpus: int = Field(0, ge=0)
     """`nvidia.com/gpu` per pod."""
 
-    cpu: str = "4"
+    cpu: str = Field("4", min_length=1, max_length=32)
     """CPU request and limit, in Kubernetes quantity syntax."""
 
-    memory: str = "32Gi"
+    memory: str = Field("32Gi", min_length=1, max_length=32)
     """Memory request and limit, in Kubernetes quantity syntax."""
 
     replicas: int = Field(1, ge=1)
@@ -568,10 +635,10 @@ class ResourcesSpec(_Spec):
 class StorageSpec(_Spec):
     """Where artifacts (data, checkpoints, manifests) live."""
 
-    uri: str = Field("runs", min_length=1)
+    uri: str = Field("runs", min_length=1, max_length=1024)
     """A local directory (relative to the current directory) or `s3://bucket/prefix`."""
 
-    credentials_secret: str | None = None
+    credentials_secret: str | None = Field(None, max_length=253)
     """Name of the Secret holding S3 credentials on a cluster; None for a local directory."""
 
     keep_checkpoints: int = Field(0, ge=0)
@@ -581,7 +648,7 @@ class StorageSpec(_Spec):
 class RunSpec(_Spec):
     """Everything a run needs. `RunSpec()` equals the reference code's values (§12)."""
 
-    model: str = Field("Qwen/Qwen3-VL-8B-Instruct", min_length=1)
+    model: str = Field("Qwen/Qwen3-VL-8B-Instruct", min_length=1, max_length=1024)
     """Base VLM every role starts from: a local directory, an artifact-store key, `builtin:tiny`
     (the offline model `mmzero init-tiny` builds) or a Hugging Face id already in the local cache
     (nothing is downloaded). Reference: Qwen3-VL-8B-Instruct."""
@@ -592,6 +659,10 @@ class RunSpec(_Spec):
 
     seed: int = Field(1, ge=0)
     """Run seed; every random choice is seeded from (seed, iteration, stage, item)."""
+
+    suspend: bool = False
+    """Pause the run: no new stage starts and running ones are stopped at a checkpoint; false
+    resumes. Like `iterations`, it may change after a run has started."""
 
     roles: RolesSpec = Field(default_factory=RolesSpec)
     """GRPO settings per role."""
@@ -622,6 +693,16 @@ class RunSpec(_Spec):
 
     storage: StorageSpec = Field(default_factory=StorageSpec)
     """Artifact store."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.roles.proposer.rollout_batch_size <= "
+            "size(self.data.topics) * self.data.seed_rows_per_topic",
+            "roles.proposer.rollout_batch_size must be <= the seed rows (data.topics x "
+            "data.seed_rows_per_topic)",
+            "roles.proposer.rollout_batch_size",
+        ),
+    )
 
     @model_validator(mode="after")
     def _check_sizes(self) -> RunSpec:

@@ -45,12 +45,13 @@ def pin_run(run: MMZeroRun, directory: Path) -> MMZeroRun:
     path = directory / RUN_FILE
     if path.exists():
         pinned = load_run(path)
-        same = pinned.spec.model_copy(update={"iterations": run.spec.iterations})
+        mutable = {name: getattr(run.spec, name) for name in ("iterations", "suspend")}
+        same = pinned.spec.model_copy(update=mutable)
         if same != run.spec:
             raise StageError(
-                f"{directory} was started with another spec; only spec.iterations may change in a "
-                "started run. Give the run a new metadata.name, or delete the directory to start "
-                "over"
+                f"{directory} was started with another spec; only spec.iterations and "
+                "spec.suspend may change in a started run. Give the run a new metadata.name, or "
+                "delete the directory to start over"
             )
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False))
@@ -123,6 +124,11 @@ def run_local(
     # Before pinning, so that a run refused here can be fixed and started again.
     check_fit(run.spec, store.path(BASE_MODEL) if imported else run.spec.model)
     pin_run(run, directory)
+    if run.spec.suspend:
+        raise StageError(
+            f"run {run.metadata.name} is suspended (spec.suspend: true); set it to false and "
+            "rerun to go on"
+        )
     import_base_model(run, store)
     ran: list[str] = []
     while True:
