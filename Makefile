@@ -8,7 +8,7 @@ CLUSTER_RUN_DIR ?= $(HOME)/.cache/mmzero/cluster-run
 
 # `uv run` afterwards never removes these extras (its sync is inexact).
 setup:
-	$(UV) sync --frozen --extra train --extra math-verify
+	$(UV) sync --frozen --extra train --extra math-verify --extra operator
 
 # The README's first command: build the tiny model once (cached), run one iteration of all
 # seven stages on it, and write runs/tiny/report.html. Rerunning resumes where it stopped.

@@ -645,6 +645,59 @@ class StorageSpec(_Spec):
     """Intermediate checkpoints kept per role besides every iteration's final one; 0 keeps all."""
 
 
+class ClusterSpec(_Spec):
+    """How the operator runs the stages on Kubernetes; ignored by the local executor. Unlike the
+    method, these may change after a run has started (a new image fixes a bug mid-run)."""
+
+    image: str = Field("mmzero/runtime:0.1.0", min_length=1, max_length=512)
+    """Container image of every stage pod (`images/runtime`): mmzero with torch, and vLLM and
+    DeepSpeed on GPU nodes."""
+
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Kubernetes image pull policy of the stage pods."""
+
+    service_account: str | None = Field(None, max_length=253)
+    """ServiceAccount of the stage pods; None uses the namespace's default. Stage pods need no
+    API access: the account matters only for image pull secrets and cloud identity."""
+
+    queue: str | None = Field(None, max_length=63)
+    """Kueue LocalQueue name. When set, stage Jobs are created suspended with the
+    `kueue.x-k8s.io/queue-name` label, and start when Kueue admits them (all pods at once)."""
+
+    priority_class: str | None = Field(None, max_length=253)
+    """PriorityClass of the stage pods."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, max_length=32)
+    """Node labels every stage pod requires (e.g. a GPU product label)."""
+
+    pod_annotations: dict[str, str] = Field(default_factory=dict, max_length=32)
+    """Annotations added to every stage pod (e.g. for a service mesh or a test harness)."""
+
+    storage_claim: str | None = Field(None, max_length=253)
+    """PersistentVolumeClaim (ReadWriteMany) that holds a local-directory artifact store on a
+    cluster, mounted at /var/lib/mmzero in stage pods; `storage.uri` is a path inside it. None
+    when `storage.uri` is `s3://...`."""
+
+    pod_retries: int = Field(2, ge=0, le=20)
+    """Pod restarts inside one stage attempt (the Job's backoffLimit) for failures that may
+    pass on another try (node loss, OOM with a changed layout); exit status 2 (a usage or
+    spec error) fails the attempt at once."""
+
+    stage_attempts: int = Field(3, ge=1, le=20)
+    """Attempts per stage before the run fails; each attempt is a new Job named `-a<N>`,
+    started after an exponential backoff, and resumes from the stage's last checkpoint."""
+
+    retry_backoff_seconds: int = Field(30, ge=1, le=3600)
+    """Backoff before the second attempt; doubled for each further one, up to 30 minutes."""
+
+    stage_deadline_seconds: int = Field(172_800, ge=60)
+    """Wall-clock limit of one stage attempt (the Job's activeDeadlineSeconds): 48 hours."""
+
+    manifest_grace_seconds: int = Field(60, ge=0, le=3600)
+    """How long a Job that succeeded may wait for its stage manifest to be visible in the
+    store before the attempt counts as failed (a stage that exits 0 without a manifest)."""
+
+
 class RunSpec(_Spec):
     """Everything a run needs. `RunSpec()` equals the reference code's values (§12)."""
 
@@ -693,6 +746,9 @@ class RunSpec(_Spec):
 
     storage: StorageSpec = Field(default_factory=StorageSpec)
     """Artifact store."""
+
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    """How the operator runs stages on Kubernetes (image, queue, retries); ignored locally."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(

@@ -45,13 +45,13 @@ def pin_run(run: MMZeroRun, directory: Path) -> MMZeroRun:
     path = directory / RUN_FILE
     if path.exists():
         pinned = load_run(path)
-        mutable = {name: getattr(run.spec, name) for name in ("iterations", "suspend")}
+        mutable = {name: getattr(run.spec, name) for name in ("iterations", "suspend", "cluster")}
         same = pinned.spec.model_copy(update=mutable)
         if same != run.spec:
             raise StageError(
-                f"{directory} was started with another spec; only spec.iterations and "
-                "spec.suspend may change in a started run. Give the run a new metadata.name, or "
-                "delete the directory to start over"
+                f"{directory} was started with another spec; only spec.iterations, "
+                "spec.suspend and spec.cluster may change in a started run. Give the run a new "
+                "metadata.name, or delete the directory to start over"
             )
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False))

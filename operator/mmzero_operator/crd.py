@@ -24,7 +24,7 @@ from mmzero_runtime.spec import API_GROUP, KIND, RunSpec
 PLURAL = "mmzeroruns"
 VERSION = "v1alpha1"
 PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
-MUTABLE_AFTER_START = ("iterations", "suspend")
+MUTABLE_AFTER_START = ("iterations", "suspend", "cluster")
 """Spec fields a started run may change; everything else is the method and stays fixed."""
 CHART_CRD = Path("charts/mmzero/crds/mmzero.dev_mmzeroruns.yaml")
 
@@ -159,8 +159,8 @@ def _frozen_method_rule() -> dict[str, Any]:
     return {
         "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || "
         f"oldSelf.status.phase == 'Pending' || ({same})",
-        "message": "the run has started: only spec.iterations (raised) and spec.suspend may "
-        "change; create a new MMZeroRun for another method",
+        "message": "the run has started: only spec.iterations (raised), spec.suspend and "
+        "spec.cluster may change; create a new MMZeroRun for another method",
     }
 
 

@@ -1,0 +1,282 @@
+"""The reconcile core: (run, what exists, what is done, now) -> what to do. Pure.
+
+Level-based: every call recomputes the whole answer from the run object, the Jobs that exist
+and the stage manifests in the store, so it is the same after an operator restart as before
+it, and calling it twice in a row changes nothing. The kopf handlers only gather the inputs
+and carry out the `Decision`.
+
+A stage is done when its manifest is in the store, never because its Job succeeded: a Job that
+succeeds without a manifest fails its attempt once `manifest_grace_seconds` have passed.
+Failed attempts are retried as new Jobs (`-a<N>`) after an exponential backoff, up to
+`cluster.stage_attempts`; an attempt failed by the pod failure policy (exit status 2: a usage
+or spec error) fails the run at once, since retrying cannot help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from mmzero_operator.children import (
+    LABEL_ATTEMPT,
+    LABEL_ITERATION,
+    LABEL_STAGE,
+    spec_config_map,
+    stage_job,
+)
+from mmzero_runtime.spec import RunSpec
+from mmzero_runtime.stages import keys
+from mmzero_runtime.stages.plan import Stage, all_stages, plan
+
+BACKOFF_CAP_SECONDS = 1800
+DETERMINISTIC_REASONS = frozenset({"PodFailurePolicy"})
+"""Job failure reasons that another attempt cannot fix."""
+
+Outcome = Literal["waiting", "running", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the reconcile core needs of one stage Job."""
+
+    name: str
+    stage: str
+    attempt: int
+    outcome: Outcome
+    reason: str = ""
+    message: str = ""
+    finished_at: float | None = None
+    suspended: bool = False
+
+
+def _time(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def job_state(job: Mapping[str, Any]) -> JobState | None:
+    """The state of a Job this operator made (None for any other Job)."""
+    labels = job.get("metadata", {}).get("labels") or {}
+    if LABEL_STAGE not in labels or LABEL_ATTEMPT not in labels:
+        return None
+    stage = f"i{labels[LABEL_ITERATION]}-{labels[LABEL_STAGE]}"
+    status = job.get("status") or {}
+    conditions = {c["type"]: c for c in status.get("conditions") or [] if c["status"] == "True"}
+    suspended = bool((job.get("spec") or {}).get("suspend"))
+    base = {"name": job["metadata"]["name"], "stage": stage, "attempt": int(labels[LABEL_ATTEMPT])}
+    for kind, outcome in (("Complete", "succeeded"), ("Failed", "failed")):
+        if kind in conditions:
+            found = conditions[kind]
+            return JobState(
+                **base,
+                outcome=outcome,  # type: ignore[arg-type]
+                reason=found.get("reason", ""),
+                message=found.get("message", ""),
+                finished_at=_time(found.get("lastTransitionTime")),
+                suspended=suspended,
+            )
+    running = status.get("active", 0) > 0 and not suspended
+    return JobState(**base, outcome="running" if running else "waiting", suspended=suspended)
+
+
+@dataclass
+class Decision:
+    """What the handlers do: keep the run file current, create Jobs, (un)suspend Jobs, write
+    status, and come back after `requeue_after` seconds."""
+
+    config_map: dict[str, Any] | None = None
+    """The run file's ConfigMap as it should be (created, or replaced when it differs)."""
+    create: list[dict[str, Any]] = field(default_factory=list)
+    suspend: list[str] = field(default_factory=list)
+    resume: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    requeue_after: float | None = None
+
+
+def backoff_seconds(spec: RunSpec, failed_attempt: int) -> float:
+    """Wait before the attempt after `failed_attempt`: the base, doubled per attempt, capped."""
+    base = spec.cluster.retry_backoff_seconds
+    return float(min(base * 2 ** (failed_attempt - 1), BACKOFF_CAP_SECONDS))
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Progress:
+    """What walking the ready stages found."""
+
+    running: list[Stage] = field(default_factory=list)
+    failure: str | None = None
+    failed_stage: str | None = None
+    wake: list[float] = field(default_factory=list)
+
+
+def _latest(jobs: Iterable[JobState]) -> dict[str, JobState]:
+    latest: dict[str, JobState] = {}
+    for job in jobs:
+        if job.stage not in latest or job.attempt > latest[job.stage].attempt:
+            latest[job.stage] = job
+    return latest
+
+
+def _advance(
+    body: dict[str, Any],
+    spec: RunSpec,
+    stage: Stage,
+    job: JobState | None,
+    now: float,
+    decision: Decision,
+    progress: _Progress,
+) -> None:
+    """Start, wait for, or retry one stage whose inputs are done."""
+    if job is None:
+        decision.create.append(stage_job(body, spec, stage, 1))
+        progress.running.append(stage)
+        return
+    if job.outcome in ("waiting", "running"):
+        progress.running.append(stage)
+        return
+    finished = job.finished_at if job.finished_at is not None else now
+    reason, message = job.reason, job.message
+    if job.outcome == "succeeded":
+        grace_ends = finished + spec.cluster.manifest_grace_seconds
+        if now < grace_ends:  # the manifest may still be on its way to the store
+            progress.running.append(stage)
+            progress.wake.append(grace_ends - now)
+            return
+        reason = "NoManifest"
+        message = (
+            f"Job {job.name} succeeded but the stage wrote no manifest within "
+            f"{spec.cluster.manifest_grace_seconds} s; see the stage's log in the store"
+        )
+    if reason in DETERMINISTIC_REASONS or job.attempt >= spec.cluster.stage_attempts:
+        tried = f"after {job.attempt} attempt(s)"
+        progress.failure = (
+            f"stage {stage.name} failed {tried}: {reason}: {message} (Job {job.name})"
+        )
+        progress.failed_stage = stage.name
+        return
+    retry_at = finished + backoff_seconds(spec, job.attempt)
+    if now >= retry_at:
+        decision.create.append(stage_job(body, spec, stage, job.attempt + 1))
+        progress.running.append(stage)
+    else:
+        progress.wake.append(retry_at - now)
+
+
+def _conditions(
+    previous: list[dict[str, Any]], wanted: dict[str, tuple[bool, str, str]], now: float, gen: int
+) -> list[dict[str, Any]]:
+    """metav1.Conditions; a condition keeps its lastTransitionTime while its status holds."""
+    old = {c["type"]: c for c in previous}
+    out = []
+    for kind, (true, reason, message) in wanted.items():
+        status = "True" if true else "False"
+        before = old.get(kind)
+        since = before["lastTransitionTime"] if before and before["status"] == status else _iso(now)
+        out.append({"type": kind, "status": status, "reason": reason, "message": message[:4096],
+                    "lastTransitionTime": since, "observedGeneration": gen})  # fmt: skip
+    return out
+
+
+def _checkpoints(stages: list[Stage], done: set[str]) -> dict[str, str]:
+    """The artifact key of each role's newest finished checkpoint."""
+    found: dict[str, str] = {role: keys.BASE_MODEL for role in keys.ROLES}
+    for stage in stages:
+        if stage.kind.endswith("-grpo") and stage.name in done and stage.role:
+            found[stage.role] = keys.checkpoint_key(stage.role, stage.iteration)
+    return found
+
+
+def reconcile(
+    body: dict[str, Any], jobs: Iterable[JobState], done: Iterable[str], now: float
+) -> Decision:
+    """Everything the run needs now. `body` is the MMZeroRun object, `jobs` the states of its
+    stage Jobs, `done` the names of the stages whose manifest is in the store."""
+    status = dict(body.get("status") or {})
+    generation = int(body["metadata"].get("generation", 1))
+    decision = Decision()
+    try:
+        spec = RunSpec.model_validate(body["spec"])
+    except ValidationError as error:  # the CRD should have refused it; say so, do nothing
+        decision.status = {"phase": "Failed", "message": f"invalid spec: {error}",
+                           "observedGeneration": generation}  # fmt: skip
+        return decision
+    stages = all_stages(spec)
+    finished = set(done) & {s.name for s in stages}
+    latest = _latest(jobs)
+    progress = _Progress()
+    terminal_failure = status.get("phase") == "Failed"
+    if not finished.issuperset(s.name for s in stages) and not terminal_failure:
+        if spec.suspend:
+            decision.suspend = [j.name for j in latest.values() if j.outcome == "running"]
+        else:
+            decision.config_map = spec_config_map(body)
+            decision.resume = [
+                j.name for j in latest.values()
+                if j.suspended and j.outcome == "waiting" and not spec.cluster.queue
+            ]  # fmt: skip
+            for stage in plan(spec, finished):
+                _advance(body, spec, stage, latest.get(stage.name), now, decision, progress)
+                if progress.failure:
+                    decision.create = []
+                    break
+
+    if terminal_failure:
+        phase, message = "Failed", status.get("message", "")
+    elif progress.failure:
+        phase, message = "Failed", progress.failure
+    elif finished.issuperset(s.name for s in stages):
+        phase, message = "Succeeded", f"all {len(stages)} stages done"
+    elif spec.suspend:
+        phase, message = "Suspended", "spec.suspend is true: no stage starts"
+    else:
+        phase = "Running"
+        message = ", ".join(s.name for s in progress.running) or "waiting to retry"
+    last_done = [s for s in stages if s.name in finished][-1:]
+    failed = [s for s in stages if s.name == progress.failed_stage]
+    shown = (failed or progress.running[:1] or last_done or stages[:1])[0]
+    started = status.get("startTime") or _iso(now)
+    new_status: dict[str, Any] = {
+        "phase": phase,
+        "message": message,
+        "observedGeneration": generation,
+        "stagesDone": len(finished),
+        "stagesTotal": len(stages),
+        "startTime": started,
+        "attempts": {s: j.attempt for s, j in sorted(latest.items())},
+        "checkpoints": _checkpoints(stages, finished),
+    }
+    new_status["iteration"], new_status["stage"] = shown.iteration, shown.name
+    if phase in ("Succeeded", "Failed"):
+        new_status["completionTime"] = status.get("completionTime") or _iso(now)
+    elif finished:
+        elapsed = now - (_time(started) or now)
+        remaining = len(stages) - len(finished)
+        new_status["eta"] = _iso(now + elapsed / len(finished) * remaining)
+    new_status["conditions"] = _conditions(
+        status.get("conditions") or [],
+        {
+            "Progressing": (phase == "Running", phase, message),
+            "Suspended": (phase == "Suspended", "SpecSuspend" if spec.suspend else phase, ""),
+            "Succeeded": (phase == "Succeeded", phase, message if phase == "Succeeded" else ""),
+            "Failed": (
+                phase == "Failed",
+                "StageFailed" if phase == "Failed" else phase,
+                message if phase == "Failed" else "",
+            ),
+        },
+        now,
+        generation,
+    )
+    decision.status = new_status
+    if progress.wake:
+        decision.requeue_after = min(progress.wake)
+    return decision

@@ -1,0 +1,168 @@
+"""The reconcile core on its own: stage order, idempotence, retries, failures, suspend, growth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmzero_operator.children import EXIT_USAGE, GPU, QUEUE_LABEL, job_name, stage_job
+from mmzero_operator.reconcile import Decision, JobState, backoff_seconds, job_state, reconcile
+from mmzero_runtime.spec import RunSpec
+from mmzero_runtime.stages.plan import all_stages
+
+NOW = 1_800_000_000.0
+
+
+def _body(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    document = RunSpec.model_validate({"iterations": 1, **spec}).model_dump(mode="json")
+    return {
+        "apiVersion": "mmzero.dev/v1alpha1",
+        "kind": "MMZeroRun",
+        "metadata": {"name": "demo", "namespace": "ml", "uid": "u-1", "generation": 2},
+        "spec": document,
+        "status": status or {},
+    }
+
+
+def _names(decision: Decision) -> list[str]:
+    return [o["metadata"]["name"] for o in decision.create]
+
+
+STAGES = [s.name for s in all_stages(RunSpec(iterations=1))]
+
+
+def test_new_run_starts_its_first_stage_and_writes_its_run_file() -> None:
+    decision = reconcile(_body(), [], [], NOW)
+    assert _names(decision) == ["demo-i1-proposer-grpo"]
+    assert decision.config_map is not None
+    assert "iterations: 1" in decision.config_map["data"]["run.yaml"]
+    status = decision.status
+    assert (status["phase"], status["stage"], status["stagesDone"], status["stagesTotal"]) == (
+        "Running", "i1-proposer-grpo", 0, 7,
+    )  # fmt: skip
+    assert status["observedGeneration"] == 2
+
+
+def test_each_stage_starts_only_after_the_manifests_of_its_inputs() -> None:
+    for count in range(len(STAGES)):
+        decision = reconcile(_body(), [], STAGES[:count], NOW)
+        assert _names(decision) == [f"demo-{STAGES[count]}"]
+
+
+def test_a_running_stage_is_left_alone_on_every_call() -> None:
+    running = JobState("demo-i1-proposer-grpo", "i1-proposer-grpo", 1, "running")
+    for _ in range(2):
+        decision = reconcile(_body(), [running], [], NOW)
+        assert decision.create == [] and decision.status["message"] == "i1-proposer-grpo"
+
+
+def _failed(attempt: int, reason: str = "BackoffLimitExceeded", at: float = NOW) -> JobState:
+    name = "demo-i1-propose" + ("" if attempt == 1 else f"-a{attempt}")
+    return JobState(name, "i1-propose", attempt, "failed", reason, "pod failed", at)
+
+
+def test_failed_attempt_is_retried_after_its_backoff_under_the_next_name() -> None:
+    done = STAGES[:1]
+    waiting = reconcile(_body(), [_failed(1)], done, NOW + 10)
+    assert waiting.create == [] and waiting.requeue_after == 20  # backoff 30 s
+    retried = reconcile(_body(), [_failed(1)], done, NOW + 30)
+    assert _names(retried) == ["demo-i1-propose-a2"]
+    assert retried.status["attempts"] == {"i1-propose": 1}
+    assert backoff_seconds(RunSpec(), 2) == 60 and backoff_seconds(RunSpec(), 20) == 1800
+
+
+def test_run_fails_with_the_reason_when_attempts_run_out() -> None:
+    decision = reconcile(_body(), [_failed(1), _failed(2), _failed(3)], STAGES[:1], NOW + 999)
+    assert decision.create == []
+    assert decision.status["phase"] == "Failed"
+    assert (
+        "i1-propose failed after 3 attempt(s): BackoffLimitExceeded" in decision.status["message"]
+    )
+    failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "StageFailed")
+    assert "demo-i1-propose-a3" in failed["message"]
+
+
+def test_usage_error_fails_the_run_without_retrying() -> None:
+    decision = reconcile(_body(), [_failed(1, "PodFailurePolicy")], STAGES[:1], NOW + 999)
+    assert decision.create == [] and decision.status["phase"] == "Failed"
+    again = reconcile(_body(status=decision.status), [], STAGES[:1], NOW + 9999)
+    assert again.create == [] and again.status["phase"] == "Failed"  # terminal
+
+
+def test_job_that_succeeded_without_a_manifest_fails_its_attempt_after_the_grace() -> None:
+    succeeded = JobState("demo-i1-propose", "i1-propose", 1, "succeeded", "", "", NOW)
+    within = reconcile(_body(), [succeeded], STAGES[:1], NOW + 10)
+    assert within.create == [] and within.requeue_after == 50
+    after = reconcile(_body(), [succeeded], STAGES[:1], NOW + 60 + 30)
+    assert _names(after) == ["demo-i1-propose-a2"]
+
+
+def test_finished_run_succeeds_and_grows_when_iterations_are_raised() -> None:
+    done = reconcile(_body(), [], STAGES, NOW)
+    assert done.create == [] and done.status["phase"] == "Succeeded"
+    assert done.status["checkpoints"] == {
+        "proposer": "i1/proposer-grpo/model",
+        "coder": "i1/coder-grpo/model",
+        "solver": "i1/solver-grpo/model",
+    }
+    grown = reconcile(_body(status=done.status, iterations=2), [], STAGES, NOW + 5)
+    assert _names(grown) == ["demo-i2-proposer-grpo"] and grown.status["phase"] == "Running"
+    assert "completionTime" not in grown.status
+
+
+def test_suspend_stops_running_jobs_and_resume_restarts_them() -> None:
+    running = JobState("demo-i1-proposer-grpo", "i1-proposer-grpo", 1, "running")
+    paused = reconcile(_body(suspend=True), [running], [], NOW)
+    assert paused.suspend == ["demo-i1-proposer-grpo"] and paused.create == []
+    assert paused.status["phase"] == "Suspended"
+    held = JobState("demo-i1-proposer-grpo", "i1-proposer-grpo", 1, "waiting", suspended=True)
+    resumed = reconcile(_body(status=paused.status), [held], [], NOW + 60)
+    assert resumed.resume == ["demo-i1-proposer-grpo"] and resumed.status["phase"] == "Running"
+    suspended = next(c for c in resumed.status["conditions"] if c["type"] == "Suspended")
+    assert suspended["status"] == "False"
+
+
+def test_conditions_keep_their_transition_time_while_unchanged() -> None:
+    first = reconcile(_body(), [], [], NOW)
+    later = reconcile(_body(status=first.status), [], STAGES[:1], NOW + 100)
+    stamp = {c["type"]: c["lastTransitionTime"] for c in first.status["conditions"]}
+    again = {c["type"]: c["lastTransitionTime"] for c in later.status["conditions"]}
+    assert stamp == again
+    assert later.status["eta"] > later.status["startTime"]
+
+
+def test_stage_job_asks_for_the_stage_gpus_and_fails_fast_on_usage_errors() -> None:
+    body = _body(cluster={"queue": "gpus", "node_selector": {"gpu": "h100"}})
+    spec = RunSpec.model_validate(body["spec"])
+    stage = all_stages(spec)[0]
+    job = stage_job(body, spec, stage, 2)
+    pod = job["spec"]["template"]["spec"]
+    assert job["metadata"]["name"] == "demo-i1-proposer-grpo-a2"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert job["metadata"]["labels"][QUEUE_LABEL] == "gpus" and job["spec"]["suspend"] is True
+    assert pod["containers"][0]["resources"]["limits"][GPU] == "8"  # 3 trainer + 2 + 3 servers
+    assert pod["containers"][0]["command"][:3] == ["mmzero", "stage", "proposer-grpo"]
+    assert pod["nodeSelector"] == {"gpu": "h100"} and pod["automountServiceAccountToken"] is False
+    rule = job["spec"]["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [EXIT_USAGE]
+
+
+def test_job_names_fit_a_label_for_the_longest_run_name_and_iteration() -> None:
+    spec = RunSpec(iterations=100)
+    longest = max(all_stages(spec), key=lambda s: len(s.name))
+    assert len(job_name("r" * 40, longest, 20)) <= 63
+
+
+def test_job_state_reads_conditions_and_ignores_foreign_jobs() -> None:
+    body = _body()
+    spec = RunSpec.model_validate(body["spec"])
+    job = stage_job(body, spec, all_stages(spec)[1], 1)
+    failed = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+              "message": "too long", "lastTransitionTime": "2027-01-15T08:00:00Z"}  # fmt: skip
+    job["status"] = {"conditions": [failed]}
+    state = job_state(job)
+    assert state is not None
+    assert (state.stage, state.attempt, state.outcome, state.reason) == (
+        "i1-propose", 1, "failed", "DeadlineExceeded",
+    )  # fmt: skip
+    assert job_state({"metadata": {"name": "other", "labels": {}}}) is None
