@@ -67,7 +67,7 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         raise SchemaError(f"unsupported schema node {node}")
     out["type"] = kind
     for key in ("description", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern",
-                "minItems", "maxItems"):  # fmt: skip
+                "minItems", "maxItems", "minProperties", "maxProperties"):  # fmt: skip
         if key in node:
             out[key] = node[key]
     for bound, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
@@ -75,9 +75,14 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out[inclusive] = node[bound]
             out[bound] = True
     if kind == "object":
-        out["properties"] = {
-            name: _structural(child, defs) for name, child in node.get("properties", {}).items()
-        }
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):  # a map (dict[str, X]); False (no extra keys) is the default
+            out["additionalProperties"] = _structural(extra, defs)
+        else:
+            out["properties"] = {
+                name: _structural(child, defs)
+                for name, child in node.get("properties", {}).items()
+            }
     if kind == "array":
         out["items"] = _structural(node["items"], defs)
     return out

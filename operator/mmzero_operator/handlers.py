@@ -1,0 +1,150 @@
+"""kopf handlers: gather what the reconcile core needs, carry out its decision. Nothing else.
+
+Every trigger (run created, changed or found at start-up, a periodic timer, an event of one of
+its Jobs) runs the same `reconcile_run`, which reads the run, its Jobs and the store, asks
+`reconcile.reconcile` what to do and does it. Creates use deterministic names, so a 409
+means the object is already there (made before a restart): it is adopted, never duplicated.
+
+Run with `kopf run -m mmzero_operator.handlers --standalone --all-namespaces` (or
+`--namespace NS`, several allowed); `$MMZERO_RECONCILE_SECONDS` sets the timer (default 10).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from mmzero_operator import reconcile as core
+from mmzero_operator.children import LABEL_RUN, MANAGED_BY
+from mmzero_operator.crd import PLURAL, VERSION
+from mmzero_operator.store import StoreUnavailable, done_stages
+from mmzero_runtime.spec import API_GROUP, RunSpec
+
+log = logging.getLogger(__name__)
+
+INTERVAL = float(os.environ.get("MMZERO_RECONCILE_SECONDS", "10"))
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Progress in our own annotations; watches that cannot go silent unnoticed."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+    settings.persistence.finalizer = f"{API_GROUP}/operator"
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.watching.connect_timeout = 5
+    settings.networking.request_timeout = 30
+    settings.posting.level = logging.WARNING
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+def _custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi()
+
+
+def _jobs(namespace: str, run: str) -> list[dict[str, Any]]:
+    selector = ",".join(f"{k}={v}" for k, v in {LABEL_RUN: run, **MANAGED_BY}.items())
+    listed = client.BatchV1Api().list_namespaced_job(namespace, label_selector=selector)
+    api = client.ApiClient()
+    return [api.sanitize_for_serialization(job) for job in listed.items]
+
+
+def _create(namespace: str, obj: dict[str, Any]) -> None:
+    manifest: Any = obj  # the client takes plain dicts as well as its model classes
+    try:
+        if obj["kind"] == "Job":
+            client.BatchV1Api().create_namespaced_job(namespace, manifest)
+        else:
+            client.CoreV1Api().create_namespaced_config_map(namespace, manifest)
+        log.info("created %s %s/%s", obj["kind"], namespace, obj["metadata"]["name"])
+    except ApiException as error:
+        if error.status != 409:  # 409: made before a restart; it carries our labels and owner
+            raise
+
+
+def _sync_config_map(namespace: str, wanted: dict[str, Any]) -> None:
+    name = wanted["metadata"]["name"]
+    core_api = client.CoreV1Api()
+    try:
+        found = core_api.read_namespaced_config_map(name, namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        _create(namespace, wanted)
+        return
+    if found.data != wanted["data"]:
+        core_api.patch_namespaced_config_map(name, namespace, {"data": wanted["data"]})
+
+
+def _set_suspend(namespace: str, names: list[str], suspend: bool) -> None:
+    for name in names:
+        client.BatchV1Api().patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return any(old.get(key) != value for key, value in new.items())
+
+
+def reconcile_run(namespace: str, name: str) -> core.Decision | None:
+    """One reconcile of one run; None when the run is gone."""
+    with _locks[(namespace, name)]:
+        try:
+            body: dict[str, Any] = _custom().get_namespaced_custom_object(  # type: ignore[assignment]
+                API_GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        if body["metadata"].get("deletionTimestamp"):
+            return None
+        jobs = [s for s in map(core.job_state, _jobs(namespace, name)) if s is not None]
+        try:
+            done = done_stages(RunSpec.model_validate(body["spec"]), name)
+        except StoreUnavailable as error:
+            raise kopf.TemporaryError(str(error), delay=60) from error
+        decision = core.reconcile(body, jobs, done, time.time())
+        if decision.config_map is not None:
+            _sync_config_map(namespace, decision.config_map)
+        for obj in decision.create:
+            _create(namespace, obj)
+        _set_suspend(namespace, decision.suspend, True)
+        _set_suspend(namespace, decision.resume, False)
+        if _changed(body.get("status") or {}, decision.status):
+            _custom().patch_namespaced_custom_object_status(
+                API_GROUP, VERSION, namespace, PLURAL, name, {"status": decision.status}
+            )
+        return decision
+
+
+@kopf.on.resume(API_GROUP, VERSION, PLURAL)
+@kopf.on.create(API_GROUP, VERSION, PLURAL)
+@kopf.on.update(API_GROUP, VERSION, PLURAL, field="spec")
+def on_run_changed(namespace: str | None, name: str, **_: Any) -> None:
+    reconcile_run(namespace or "default", name)
+
+
+@kopf.timer(API_GROUP, VERSION, PLURAL, interval=INTERVAL, initial_delay=INTERVAL)
+def on_timer(namespace: str | None, name: str, **_: Any) -> None:
+    """Level-based safety net: catches anything no event announced (and backoff deadlines)."""
+    reconcile_run(namespace or "default", name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT, **MANAGED_BY})
+def on_job_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    """A stage Job changed: reconcile its run now rather than at the next timer tick."""
+    reconcile_run(namespace or "default", labels[LABEL_RUN])

@@ -1,0 +1,221 @@
+"""The operator as a process against the real API server, kwok nodes running the stage pods.
+
+kwok's pods run no container, so a harness stands in for the stage command: when a stage's Job
+appears it writes that stage's manifest to the store the operator reads, as `mmzero stage`
+would at its end. Everything else is real: the CRD, kopf, the Job and garbage-collector
+controllers, the scheduler placing GPU pods on fake nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# hack/cluster is put on sys.path by tests/cluster/conftest.py.
+from cluster import Cluster
+
+from mmzero_operator.children import LABEL_RUN
+from mmzero_operator.crd import CHART_CRD
+from mmzero_runtime.spec import RunSpec
+from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.storage.manifest import StageOutput
+from mmzero_runtime.storage.store import LocalStore
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = "demo"
+STAGES = all_stages(RunSpec(iterations=1))
+
+
+class Operator:
+    """`kopf run` of our handlers, watching one namespace, its log in a file."""
+
+    def __init__(self, cluster: Cluster, namespace: str, store: Path, log: Path) -> None:
+        self.command = [
+            sys.executable, "-m", "kopf", "run", "-m", "mmzero_operator.handlers",
+            "--standalone", "--namespace", namespace,
+        ]  # fmt: skip
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "MMZERO_STORE_ROOT": str(store),
+            "MMZERO_RECONCILE_SECONDS": "2",
+        }
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=sink, stderr=subprocess.STDOUT
+            )
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def operator(
+    kube_cluster: Cluster, namespace: str, store: Path, tmp_path: Path
+) -> Iterator[Operator]:
+    kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/mmzeroruns.mmzero.dev")
+    running = Operator(kube_cluster, namespace, store, tmp_path / "operator.log")
+    running.start()
+    yield running
+    running.stop()
+
+
+def _run(namespace: str, **cluster: Any) -> str:
+    document = {
+        "apiVersion": "mmzero.dev/v1alpha1",
+        "kind": "MMZeroRun",
+        "metadata": {"name": RUN, "namespace": namespace},
+        "spec": {"model": "builtin:tiny", "iterations": 1, "cluster": cluster},
+    }
+    return json.dumps(document)
+
+
+def _jobs(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    return cluster.get_json("jobs", "-n", namespace, "-l", f"{LABEL_RUN}={RUN}")["items"]
+
+
+def _status(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    return cluster.get_json("mmzerorun", RUN, "-n", namespace).get("status") or {}
+
+
+def _perform(store: Path, stage_name: str) -> None:
+    """What `mmzero stage` leaves behind: the stage's outputs, its manifest last."""
+    stage = next(s for s in STAGES if s.name == stage_name)
+    output = StageOutput(LocalStore(store / "runs" / RUN), stage.output, stage.name)
+    output.put_bytes("harness.txt", f"{stage.name} done by the test harness\n".encode())
+    output.commit()
+
+
+def _drive(
+    cluster: Cluster, namespace: str, store: Path, until: int, seen: list[str], timeout: float = 90
+) -> None:
+    """Perform each stage whose Job appears, in the order they appear, until `until` are done."""
+    deadline = time.monotonic() + timeout
+    while len(seen) < until:
+        assert time.monotonic() < deadline, (
+            f"stages seen {seen}; status {_status(cluster, namespace)}"
+        )
+        for job in sorted(_jobs(cluster, namespace), key=lambda j: j["metadata"]["name"]):
+            labels = job["metadata"]["labels"]
+            stage = f"i{labels['mmzero.dev/iteration']}-{labels['mmzero.dev/stage']}"
+            if stage not in seen:
+                seen.append(stage)
+                _perform(store, stage)
+        time.sleep(0.3)
+
+
+def _wait_phase(cluster: Cluster, namespace: str, phase: str, timeout: float = 60) -> dict:
+    return cluster.wait_for(
+        ["mmzerorun", RUN, "-n", namespace],
+        lambda obj: (obj.get("status") or {}).get("phase") == phase,
+        f"run {RUN} {phase}",
+        timeout=timeout,
+    )
+
+
+def test_run_goes_through_every_stage_in_order_and_succeeds(
+    kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
+) -> None:
+    kube_cluster.kubectl("apply", "-f", "-", stdin=_run(namespace))
+    seen: list[str] = []
+    _drive(kube_cluster, namespace, store, len(STAGES), seen)
+    run = _wait_phase(kube_cluster, namespace, "Succeeded")
+
+    assert seen == [s.name for s in STAGES]
+    status = run["status"]
+    assert (status["stagesDone"], status["stagesTotal"]) == (7, 7)
+    assert status["checkpoints"]["solver"] == "i1/solver-grpo/model"
+    assert all(n == 1 for n in status["attempts"].values())
+    jobs = _jobs(kube_cluster, namespace)
+    assert len(jobs) == 7  # one Job per stage, no retries
+    for job in jobs:
+        owner = job["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("MMZeroRun", RUN, True)
+    spec_file = kube_cluster.get_json("configmap", f"{RUN}-spec", "-n", namespace)
+    assert yaml.safe_load(spec_file["data"]["run.yaml"])["spec"]["iterations"] == 1
+
+
+def test_operator_killed_mid_run_resumes_without_duplicates(
+    kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
+) -> None:
+    kube_cluster.kubectl("apply", "-f", "-", stdin=_run(namespace))
+    seen: list[str] = []
+    _drive(kube_cluster, namespace, store, 3, seen)
+    operator.kill()  # SIGKILL: no clean-up, kopf's state is whatever was last written
+    time.sleep(1)
+    operator.start()
+    _drive(kube_cluster, namespace, store, len(STAGES), seen)
+    _wait_phase(kube_cluster, namespace, "Succeeded")
+
+    names = sorted(j["metadata"]["name"] for j in _jobs(kube_cluster, namespace))
+    assert names == sorted(f"{RUN}-{s.name}" for s in STAGES)
+
+
+def test_suspend_pauses_the_running_stage_and_resume_restarts_it(
+    kube_cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    hour_long = {"pod-complete.stage.kwok.x-k8s.io/delay": "1h"}
+    kube_cluster.kubectl("apply", "-f", "-", stdin=_run(namespace, pod_annotations=hour_long))
+    job = ["job", f"{RUN}-i1-proposer-grpo", "-n", namespace]
+    kube_cluster.wait_for(job, lambda j: j["status"].get("active") == 1, "first stage running")
+
+    patch = ["patch", "mmzerorun", RUN, "-n", namespace, "--type=merge", "-p"]
+    kube_cluster.kubectl(*patch, json.dumps({"spec": {"suspend": True}}))
+    kube_cluster.wait_for(job, lambda j: j["spec"].get("suspend") is True, "Job suspended")
+    _wait_phase(kube_cluster, namespace, "Suspended")
+
+    kube_cluster.kubectl(*patch, json.dumps({"spec": {"suspend": False}}))
+    kube_cluster.wait_for(job, lambda j: j["spec"].get("suspend") is False, "Job resumed")
+    _wait_phase(kube_cluster, namespace, "Running")
+    assert len(_jobs(kube_cluster, namespace)) == 1
+
+
+def test_deleting_the_run_removes_its_children(
+    kube_cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    hour_long = {"pod-complete.stage.kwok.x-k8s.io/delay": "1h"}
+    kube_cluster.kubectl("apply", "-f", "-", stdin=_run(namespace, pod_annotations=hour_long))
+    kube_cluster.wait_for(
+        ["jobs", "-n", namespace, "-l", f"{LABEL_RUN}={RUN}"],
+        lambda got: len(got["items"]) == 1,
+        "the first stage's Job",
+    )
+    kube_cluster.kubectl("delete", "mmzerorun", RUN, "-n", namespace, "--wait=true")
+    for kind in ("jobs", "configmaps", "pods"):
+        kube_cluster.wait_for(
+            [kind, "-n", namespace, "-l", f"{LABEL_RUN}={RUN}"],
+            lambda got: got["items"] == [],
+            f"{kind} of the deleted run collected",
+        )
