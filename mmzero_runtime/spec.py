@@ -693,6 +693,10 @@ class ClusterSpec(_Spec):
     stage_deadline_seconds: int = Field(172_800, ge=60)
     """Wall-clock limit of one stage attempt (the Job's activeDeadlineSeconds): 48 hours."""
 
+    pending_deadline_seconds: int = Field(1800, ge=10)
+    """How long a stage pod may stay unscheduled or unable to pull its image before the run
+    fails with that reason (an image that does not exist never will)."""
+
     manifest_grace_seconds: int = Field(60, ge=0, le=3600)
     """How long a Job that succeeded may wait for its stage manifest to be visible in the
     store before the attempt counts as failed (a stage that exits 0 without a manifest)."""

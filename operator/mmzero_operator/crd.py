@@ -80,8 +80,7 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out["additionalProperties"] = _structural(extra, defs)
         else:
             out["properties"] = {
-                name: _structural(child, defs)
-                for name, child in node.get("properties", {}).items()
+                name: _structural(child, defs) for name, child in node.get("properties", {}).items()
             }
     if kind == "array":
         out["items"] = _structural(node["items"], defs)

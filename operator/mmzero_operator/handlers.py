@@ -56,11 +56,12 @@ def _custom() -> client.CustomObjectsApi:
     return client.CustomObjectsApi()
 
 
-def _jobs(namespace: str, run: str) -> list[dict[str, Any]]:
+def _listed(list_call: Any, namespace: str, run: str) -> list[dict[str, Any]]:
+    """The run's Jobs or pods (by our labels), as plain dicts."""
     selector = ",".join(f"{k}={v}" for k, v in {LABEL_RUN: run, **MANAGED_BY}.items())
-    listed = client.BatchV1Api().list_namespaced_job(namespace, label_selector=selector)
+    listed = list_call(namespace, label_selector=selector)
     api = client.ApiClient()
-    return [api.sanitize_for_serialization(job) for job in listed.items]
+    return [api.sanitize_for_serialization(item) for item in listed.items]
 
 
 def _create(namespace: str, obj: dict[str, Any]) -> None:
@@ -112,7 +113,14 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
             raise
         if body["metadata"].get("deletionTimestamp"):
             return None
-        jobs = [s for s in map(core.job_state, _jobs(namespace, name)) if s is not None]
+        pods: defaultdict[str, list[core.PodFact]] = defaultdict(list)
+        for pod in _listed(client.CoreV1Api().list_namespaced_pod, namespace, name):
+            pods[pod["metadata"]["labels"].get("job-name", "")].append(core.pod_fact(pod))
+        jobs = [
+            state
+            for job in _listed(client.BatchV1Api().list_namespaced_job, namespace, name)
+            if (state := core.job_state(job, pods[job["metadata"]["name"]])) is not None
+        ]
         try:
             done = done_stages(RunSpec.model_validate(body["spec"]), name)
         except StoreUnavailable as error:

@@ -39,6 +39,55 @@ DETERMINISTIC_REASONS = frozenset({"PodFailurePolicy"})
 Outcome = Literal["waiting", "running", "succeeded", "failed"]
 
 
+BLOCKING_WAIT_REASONS = {
+    "ErrImagePull": "ImagePull",
+    "ImagePullBackOff": "ImagePull",
+    "InvalidImageName": "InvalidImage",
+    "CreateContainerConfigError": "ContainerConfig",
+}
+"""Container waiting reasons that mean the pod cannot start by itself, by class."""
+DETERMINISTIC_BLOCKS = frozenset({"InvalidImage"})
+
+
+@dataclass(frozen=True)
+class PodFact:
+    """What one stage pod says about why its attempt is stuck or how it ended."""
+
+    name: str
+    blocked: str | None = None
+    """`ImagePull`, `InvalidImage`, `ContainerConfig` or `Unschedulable` while it cannot start."""
+    detail: str = ""
+    """The scheduler's or kubelet's message, or how the container ended."""
+    since: float | None = None
+    failed: bool = False
+
+
+def pod_fact(pod: Mapping[str, Any]) -> PodFact:
+    """Classify a pod: blocked before running, failed (exit code, OOMKilled, message), or fine."""
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    created = _time(pod["metadata"].get("creationTimestamp"))
+    for condition in status.get("conditions") or []:
+        if condition["type"] == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            since = _time(condition.get("lastTransitionTime")) or created
+            return PodFact(name, "Unschedulable", condition.get("message", ""), since)
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in BLOCKING_WAIT_REASONS:
+            image = container.get("image")
+            detail = f"{waiting['reason']}: {waiting.get('message', '')} (image {image})"
+            return PodFact(name, BLOCKING_WAIT_REASONS[waiting["reason"]], detail, created)
+        ended = state.get("terminated") or {}
+        if ended and ended.get("exitCode", 0) != 0:
+            message = (ended.get("message") or "").strip().splitlines()[-5:]
+            detail = f"pod {name} exited {ended['exitCode']} ({ended.get('reason', 'Error')})"
+            if message:
+                detail += ": " + " | ".join(message)
+            return PodFact(name, detail=detail, failed=True)
+    return PodFact(name)
+
+
 @dataclass(frozen=True)
 class JobState:
     """What the reconcile core needs of one stage Job."""
@@ -51,6 +100,7 @@ class JobState:
     message: str = ""
     finished_at: float | None = None
     suspended: bool = False
+    pods: tuple[PodFact, ...] = ()
 
 
 def _time(text: str | None) -> float | None:
@@ -59,8 +109,9 @@ def _time(text: str | None) -> float | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def job_state(job: Mapping[str, Any]) -> JobState | None:
-    """The state of a Job this operator made (None for any other Job)."""
+def job_state(job: Mapping[str, Any], pods: Iterable[PodFact] = ()) -> JobState | None:
+    """The state of a Job this operator made, with the facts of its pods (None for a Job this
+    operator did not make)."""
     labels = job.get("metadata", {}).get("labels") or {}
     if LABEL_STAGE not in labels or LABEL_ATTEMPT not in labels:
         return None
@@ -68,7 +119,12 @@ def job_state(job: Mapping[str, Any]) -> JobState | None:
     status = job.get("status") or {}
     conditions = {c["type"]: c for c in status.get("conditions") or [] if c["status"] == "True"}
     suspended = bool((job.get("spec") or {}).get("suspend"))
-    base = {"name": job["metadata"]["name"], "stage": stage, "attempt": int(labels[LABEL_ATTEMPT])}
+    base: dict[str, Any] = {
+        "name": job["metadata"]["name"],
+        "stage": stage,
+        "attempt": int(labels[LABEL_ATTEMPT]),
+        "pods": tuple(pods),
+    }
     for kind, outcome in (("Complete", "succeeded"), ("Failed", "failed")):
         if kind in conditions:
             found = conditions[kind]
@@ -113,6 +169,8 @@ class _Progress:
     """What walking the ready stages found."""
 
     running: list[Stage] = field(default_factory=list)
+    blocked: str | None = None
+    """Why a running stage's pod cannot start yet (it fails the run at its deadline)."""
     failure: str | None = None
     failed_stage: str | None = None
     wake: list[float] = field(default_factory=list)
@@ -141,10 +199,28 @@ def _advance(
         progress.running.append(stage)
         return
     if job.outcome in ("waiting", "running"):
-        progress.running.append(stage)
+        blocked = next((p for p in job.pods if p.blocked), None)
+        if blocked is None:
+            progress.running.append(stage)
+            return
+        since = blocked.since if blocked.since is not None else now
+        deadline = since + spec.cluster.pending_deadline_seconds
+        if blocked.blocked not in DETERMINISTIC_BLOCKS and now < deadline:
+            progress.running.append(stage)
+            progress.blocked = f"{blocked.blocked}: pod {blocked.name}: {blocked.detail}"
+            progress.wake.append(deadline - now)
+            return
+        progress.failure = (
+            f"stage {stage.name} cannot start: {blocked.blocked}: pod {blocked.name}: "
+            f"{blocked.detail} (Job {job.name})"
+        )
+        progress.failed_stage = stage.name
         return
     finished = job.finished_at if job.finished_at is not None else now
     reason, message = job.reason, job.message
+    ended = next((p for p in job.pods if p.failed), None)
+    if ended is not None:
+        message = f"{message}; {ended.detail}" if message else ended.detail
     if job.outcome == "succeeded":
         grace_ends = finished + spec.cluster.manifest_grace_seconds
         if now < grace_ends:  # the manifest may still be on its way to the store
@@ -265,6 +341,11 @@ def reconcile(
         status.get("conditions") or [],
         {
             "Progressing": (phase == "Running", phase, message),
+            "PodsBlocked": (
+                progress.blocked is not None and phase == "Running",
+                (progress.blocked or "").split(":", 1)[0] or "None",
+                progress.blocked or "",
+            ),
             "Suspended": (phase == "Suspended", "SpecSuspend" if spec.suspend else phase, ""),
             "Succeeded": (phase == "Succeeded", phase, message if phase == "Succeeded" else ""),
             "Failed": (

@@ -219,3 +219,69 @@ def test_deleting_the_run_removes_its_children(
             lambda got: got["items"] == [],
             f"{kind} of the deleted run collected",
         )
+
+
+FAIL = "pod-fail.stage.kwok.x-k8s.io"
+
+
+def test_stage_that_fails_twice_is_retried_and_the_run_finishes(
+    kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
+) -> None:
+    """Every stage's first two attempts fail (kwok fails their pods); the third passes."""
+    failing = {f"{FAIL}/exit-code": "1", f"{FAIL}/until-attempt": "2", f"{FAIL}/message": "boom"}
+    run = _run(namespace, pod_annotations=failing, pod_retries=0, retry_backoff_seconds=1)
+    kube_cluster.kubectl("apply", "-f", "-", stdin=run)
+    third = ["job", f"{RUN}-i1-proposer-grpo-a3", "-n", namespace]
+    kube_cluster.wait_for(third, lambda job: True, "the third attempt", timeout=90)
+    _perform(store, "i1-proposer-grpo")
+    names = {j["metadata"]["name"] for j in _jobs(kube_cluster, namespace)}
+    assert {f"{RUN}-i1-proposer-grpo", f"{RUN}-i1-proposer-grpo-a2"} <= names
+    status = kube_cluster.wait_for(
+        ["mmzerorun", RUN, "-n", namespace],
+        lambda obj: obj.get("status", {}).get("stagesDone") == 1,
+        "the retried stage done",
+    )["status"]
+    assert status["attempts"]["i1-proposer-grpo"] == 3
+
+
+def test_stage_that_keeps_failing_fails_the_run_with_the_pod_reason(
+    kube_cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    failing = {f"{FAIL}/exit-code": "1", f"{FAIL}/message": "CUDA error: out of memory"}
+    run = _run(namespace, pod_annotations=failing, pod_retries=0, retry_backoff_seconds=1,
+               stage_attempts=2)  # fmt: skip
+    kube_cluster.kubectl("apply", "-f", "-", stdin=run)
+    status = _wait_phase(kube_cluster, namespace, "Failed", timeout=90)["status"]
+    assert "i1-proposer-grpo failed after 2 attempt(s): BackoffLimitExceeded" in status["message"]
+    assert "exited 1 (Error): CUDA error: out of memory" in status["message"]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["status"] == "True" and f"{RUN}-i1-proposer-grpo-a2" in failed["message"]
+
+
+def test_usage_error_exit_two_fails_the_run_without_a_retry(
+    kube_cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    failing = {f"{FAIL}/exit-code": "2", f"{FAIL}/message": "error: run.yaml: 1 problem(s)"}
+    kube_cluster.kubectl("apply", "-f", "-", stdin=_run(namespace, pod_annotations=failing))
+    status = _wait_phase(kube_cluster, namespace, "Failed", timeout=60)["status"]
+    assert "PodFailurePolicy" in status["message"] and status["attempts"]["i1-proposer-grpo"] == 1
+    assert len(_jobs(kube_cluster, namespace)) == 1
+
+
+def test_unschedulable_stage_is_reported_as_blocked(
+    kube_cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    """16 GPUs in one pod fit no 8-GPU node: the run says why instead of waiting silently."""
+    document = json.loads(_run(namespace))
+    document["spec"]["resources"] = {"proposer_trainer": {"gpus": 11}}  # 11 + 2 + 3 servers
+    kube_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(document))
+    run = kube_cluster.wait_for(
+        ["mmzerorun", RUN, "-n", namespace],
+        lambda obj: any(
+            c["type"] == "PodsBlocked" and c["status"] == "True"
+            for c in obj.get("status", {}).get("conditions", [])
+        ),
+        "a PodsBlocked condition",
+    )
+    blocked = next(c for c in run["status"]["conditions"] if c["type"] == "PodsBlocked")
+    assert blocked["reason"] == "Unschedulable" and "nvidia.com/gpu" in blocked["message"]

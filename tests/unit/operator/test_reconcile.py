@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from mmzero_operator.children import EXIT_USAGE, GPU, QUEUE_LABEL, job_name, stage_job
-from mmzero_operator.reconcile import Decision, JobState, backoff_seconds, job_state, reconcile
+from mmzero_operator.reconcile import (
+    Decision,
+    JobState,
+    PodFact,
+    backoff_seconds,
+    job_state,
+    pod_fact,
+    reconcile,
+)
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages.plan import all_stages
 
@@ -166,3 +174,52 @@ def test_job_state_reads_conditions_and_ignores_foreign_jobs() -> None:
         "i1-propose", 1, "failed", "DeadlineExceeded",
     )  # fmt: skip
     assert job_state({"metadata": {"name": "other", "labels": {}}}) is None
+
+
+def _pod(**status: Any) -> dict[str, Any]:
+    metadata = {"name": "demo-i1-propose-x1", "creationTimestamp": "2027-01-15T08:00:00Z"}
+    return {"metadata": metadata, "status": status}
+
+
+def test_pod_facts_classify_why_a_pod_is_stuck_or_how_it_ended() -> None:
+    pull = _pod(containerStatuses=[{"image": "mmzero/runtime:9", "state": {"waiting": {
+        "reason": "ImagePullBackOff", "message": "not found"}}}])  # fmt: skip
+    unschedulable = _pod(conditions=[{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "0/3 nodes: Insufficient nvidia.com/gpu",
+        "lastTransitionTime": "2027-01-15T08:00:05Z"}])  # fmt: skip
+    oom = _pod(containerStatuses=[{"state": {"terminated": {"exitCode": 137,
+        "reason": "OOMKilled", "message": "loading shard 3\nKilled"}}}])  # fmt: skip
+    assert pod_fact(pull).blocked == "ImagePull" and "mmzero/runtime:9" in pod_fact(pull).detail
+    assert pod_fact(unschedulable).blocked == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in pod_fact(unschedulable).detail
+    ended = pod_fact(oom)
+    assert ended.failed and ended.detail == (
+        "pod demo-i1-propose-x1 exited 137 (OOMKilled): loading shard 3 | Killed"
+    )
+
+
+def test_blocked_pod_is_reported_then_fails_the_run_at_its_deadline() -> None:
+    stuck = PodFact("demo-i1-propose-x1", "Unschedulable", "Insufficient nvidia.com/gpu", NOW)
+    job = JobState("demo-i1-propose", "i1-propose", 1, "waiting", pods=(stuck,))
+    early = reconcile(_body(), [job], STAGES[:1], NOW + 60)
+    blocked = next(c for c in early.status["conditions"] if c["type"] == "PodsBlocked")
+    assert early.status["phase"] == "Running" and blocked["reason"] == "Unschedulable"
+    assert early.requeue_after == 1800 - 60
+    late = reconcile(_body(), [job], STAGES[:1], NOW + 1800)
+    assert late.status["phase"] == "Failed"
+    assert "cannot start: Unschedulable" in late.status["message"]
+
+
+def test_invalid_image_fails_the_run_at_once() -> None:
+    bad = PodFact("demo-i1-propose-x1", "InvalidImage", "InvalidImageName: bad ref", NOW)
+    job = JobState("demo-i1-propose", "i1-propose", 1, "waiting", pods=(bad,))
+    assert reconcile(_body(), [job], STAGES[:1], NOW + 1).status["phase"] == "Failed"
+
+
+def test_failure_message_carries_the_pod_exit_and_its_last_lines() -> None:
+    ended = PodFact("demo-i1-propose-x1", detail="pod demo-i1-propose-x1 exited 1 (Error): boom",
+                    failed=True)  # fmt: skip
+    job = JobState("demo-i1-propose", "i1-propose", 3, "failed", "BackoffLimitExceeded",
+                   "Job has reached the specified backoff limit", NOW, pods=(ended,))  # fmt: skip
+    message = reconcile(_body(), [job], STAGES[:1], NOW + 1).status["message"]
+    assert message.endswith("; pod demo-i1-propose-x1 exited 1 (Error): boom (Job demo-i1-propose)")
