@@ -130,9 +130,14 @@ def _stage(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from mmzero_runtime.stages.local import status_lines
+    if Path(args.run).is_dir():
+        from mmzero_runtime.stages.local import status_lines
 
-    print("\n".join(status_lines(Path(args.run_dir))))
+        print("\n".join(status_lines(Path(args.run))))
+        return 0
+    from mmzero_runtime.stages.cluster_status import fetch, status_line
+
+    print(status_line(fetch(args.run, args.namespace)))
     return 0
 
 
@@ -201,8 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     _where_and_device(stage)
     stage.set_defaults(func=_stage)
 
-    status = commands.add_parser("status", help="show where a local run is")
-    status.add_argument("run_dir", help="run directory")
+    status = commands.add_parser("status", help="show where a run is (local or on a cluster)")
+    status.add_argument("run", help="a local run directory, or the name of a run on a cluster")
+    status.add_argument("-n", "--namespace", help="namespace of a cluster run (kubectl's default)")
     status.set_defaults(func=_status)
 
     report = commands.add_parser("report", help="write <run>/report.html")

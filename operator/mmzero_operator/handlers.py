@@ -6,7 +6,9 @@ its Jobs) runs the same `reconcile_run`, which reads the run, its Jobs and the s
 means the object is already there (made before a restart): it is adopted, never duplicated.
 
 Run with `kopf run -m mmzero_operator.handlers --standalone --all-namespaces` (or
-`--namespace NS`, several allowed); `$MMZERO_RECONCILE_SECONDS` sets the timer (default 10).
+`--namespace NS`, several allowed; `--liveness=http://0.0.0.0:8081/healthz` for probes).
+`$MMZERO_RECONCILE_SECONDS` sets the timer (default 10), `$MMZERO_METRICS_PORT` the port of
+`/metrics` (default 8080, 0 turns it off).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from mmzero_operator import metrics
 from mmzero_operator import reconcile as core
 from mmzero_operator.children import LABEL_RUN, MANAGED_BY
 from mmzero_operator.crd import PLURAL, VERSION
@@ -46,6 +49,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 5
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING
+    metrics.serve(int(os.environ.get("MMZERO_METRICS_PORT", "8080")))
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -139,20 +143,31 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
         return decision
 
 
+def _reconcile(trigger: str, namespace: str | None, name: str) -> None:
+    key = (namespace or "default", name)
+    metrics.measured(trigger, key, lambda: reconcile_run(*key))
+
+
 @kopf.on.resume(API_GROUP, VERSION, PLURAL)
 @kopf.on.create(API_GROUP, VERSION, PLURAL)
 @kopf.on.update(API_GROUP, VERSION, PLURAL, field="spec")
 def on_run_changed(namespace: str | None, name: str, **_: Any) -> None:
-    reconcile_run(namespace or "default", name)
+    _reconcile("run", namespace, name)
 
 
 @kopf.timer(API_GROUP, VERSION, PLURAL, interval=INTERVAL, initial_delay=INTERVAL)
 def on_timer(namespace: str | None, name: str, **_: Any) -> None:
     """Level-based safety net: catches anything no event announced (and backoff deadlines)."""
-    reconcile_run(namespace or "default", name)
+    _reconcile("timer", namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT, **MANAGED_BY})
 def on_job_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
     """A stage Job changed: reconcile its run now rather than at the next timer tick."""
-    reconcile_run(namespace or "default", labels[LABEL_RUN])
+    _reconcile("job", namespace, labels[LABEL_RUN])
+
+
+@kopf.on.probe(id="seconds_since_last_reconcile")
+def last_reconcile_age(**_: Any) -> float:
+    """For `kopf run --liveness`: the age of the last reconcile (alert when it grows)."""
+    return metrics.seconds_since_last_reconcile()

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,9 @@ class Operator:
     """`kopf run` of our handlers, watching one namespace, its log in a file."""
 
     def __init__(self, cluster: Cluster, namespace: str, store: Path, log: Path) -> None:
+        with socket.socket() as probe:  # a free loopback port for /metrics
+            probe.bind(("127.0.0.1", 0))
+            self.metrics_port = probe.getsockname()[1]
         self.command = [
             sys.executable, "-m", "kopf", "run", "-m", "mmzero_operator.handlers",
             "--standalone", "--namespace", namespace,
@@ -51,6 +56,7 @@ class Operator:
             "KUBECONFIG": str(cluster.kubeconfig),
             "MMZERO_STORE_ROOT": str(store),
             "MMZERO_RECONCILE_SECONDS": "2",
+            "MMZERO_METRICS_PORT": str(self.metrics_port),
         }
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -166,6 +172,12 @@ def test_run_goes_through_every_stage_in_order_and_succeeds(
     spec_file = kube_cluster.get_json("configmap", f"{RUN}-spec", "-n", namespace)
     assert yaml.safe_load(spec_file["data"]["run.yaml"])["spec"]["iterations"] == 1
 
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    exported = urllib.request.urlopen(url, timeout=10).read().decode()
+    assert 'mmzero_runs{phase="Succeeded"} 1.0' in exported
+    assert 'mmzero_stage_jobs_created_total{retry="false",stage="evaluate"} 1.0' in exported
+    assert "mmzero_operator_reconcile_duration_seconds_bucket" in exported
+
 
 def test_operator_killed_mid_run_resumes_without_duplicates(
     kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
@@ -257,6 +269,15 @@ def test_stage_that_keeps_failing_fails_the_run_with_the_pod_reason(
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["status"] == "True" and f"{RUN}-i1-proposer-grpo-a2" in failed["message"]
 
+    env = {**os.environ, "KUBECONFIG": str(kube_cluster.kubeconfig),
+           "PATH": f"{kube_cluster.bin_dir}:{os.environ['PATH']}"}  # fmt: skip
+    line = subprocess.run(
+        [sys.executable, "-m", "mmzero_runtime.cli", "status", RUN, "-n", namespace],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert line.startswith(f"{RUN}: Failed, iteration 1, stage i1-proposer-grpo (attempt 2), 0/7")
+    assert line.endswith("CUDA error: out of memory (Job demo-i1-proposer-grpo-a2)")
+
 
 def test_usage_error_exit_two_fails_the_run_without_a_retry(
     kube_cluster: Cluster, namespace: str, operator: Operator
@@ -285,3 +306,26 @@ def test_unschedulable_stage_is_reported_as_blocked(
     )
     blocked = next(c for c in run["status"]["conditions"] if c["type"] == "PodsBlocked")
     assert blocked["reason"] == "Unschedulable" and "nvidia.com/gpu" in blocked["message"]
+
+
+def test_queued_stage_waits_for_admission_then_the_run_proceeds(
+    kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
+) -> None:
+    """With spec.cluster.queue, Jobs are made suspended for Kueue; the test admits them as
+    Kueue would (unsuspending), and only then do their pods start."""
+    kube_cluster.kubectl("apply", "-f", "-", stdin=_run(namespace, queue="gpu-queue"))
+    first = ["job", f"{RUN}-i1-proposer-grpo", "-n", namespace]
+    job = kube_cluster.wait_for(first, lambda j: True, "the first stage's Job")
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    time.sleep(5)  # a few reconciles: the operator leaves admission to the queue
+    pods = ["pods", "-n", namespace, "-l", f"{LABEL_RUN}={RUN}"]
+    assert kube_cluster.get_json(*first)["spec"]["suspend"] is True
+    assert kube_cluster.get_json(*pods)["items"] == []
+
+    admit = ["patch", *first, "--type=merge", "-p", json.dumps({"spec": {"suspend": False}})]
+    kube_cluster.kubectl(*admit)
+    kube_cluster.wait_for(first, lambda j: j["status"].get("succeeded") == 1, "admitted Job done")
+    _perform(store, "i1-proposer-grpo")
+    second = ["job", f"{RUN}-i1-propose", "-n", namespace]
+    assert kube_cluster.wait_for(second, lambda j: True, "the next stage")["spec"]["suspend"]
