@@ -13,6 +13,7 @@ Run with `kopf run -m mmzero_operator.handlers --standalone --all-namespaces` (o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -20,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import kopf
 from kubernetes import client, config
@@ -27,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from mmzero_operator import metrics
 from mmzero_operator import reconcile as core
-from mmzero_operator.children import LABEL_RUN, MANAGED_BY
+from mmzero_operator.children import LABEL_RUN, MANAGED_BY, spec_config_name
 from mmzero_operator.crd import PLURAL, VERSION
 from mmzero_operator.store import StoreUnavailable, done_stages
 from mmzero_runtime.spec import API_GROUP, RunSpec
@@ -49,6 +51,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 5
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING
+    # Reconciles are blocking calls in threads; 100 runs created at once should not queue
+    # behind a handful of workers.
+    settings.execution.max_workers = int(os.environ.get("MMZERO_WORKERS", "32"))
     metrics.serve(int(os.environ.get("MMZERO_METRICS_PORT", "8080")))
     try:
         config.load_incluster_config()
@@ -56,48 +61,88 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         config.load_kube_config()
 
 
+class _CountingClient(client.ApiClient):
+    """One connection pool for every call, each call counted by verb and resource."""
+
+    def call_api(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        parts = urlsplit(str(url)).path.split("/")
+        at = parts.index("namespaces") + 2 if "namespaces" in parts else len(parts) - 1
+        metrics.API_REQUESTS.labels(str(method), parts[min(at, len(parts) - 1)]).inc()
+        return super().call_api(method, url, *args, **kwargs)
+
+
+_client: list[_CountingClient] = []
+
+
+def _api() -> _CountingClient:
+    if not _client:
+        _client.append(_CountingClient())
+    return _client[0]
+
+
 def _custom() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi()
+    return client.CustomObjectsApi(_api())
+
+
+def _batch() -> client.BatchV1Api:
+    return client.BatchV1Api(_api())
+
+
+def _core() -> client.CoreV1Api:
+    return client.CoreV1Api(_api())
+
+
+def _raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A read as plain JSON: skips the client's model classes, the slow part of a reconcile."""
+    response = call(*args, _preload_content=False, **kwargs)
+    found: dict[str, Any] = json.loads(response.data)
+    return found
 
 
 def _listed(list_call: Any, namespace: str, run: str) -> list[dict[str, Any]]:
-    """The run's Jobs or pods (by our labels), as plain dicts."""
+    """The run's Jobs or pods (by our labels)."""
     selector = ",".join(f"{k}={v}" for k, v in {LABEL_RUN: run, **MANAGED_BY}.items())
-    listed = list_call(namespace, label_selector=selector)
-    api = client.ApiClient()
-    return [api.sanitize_for_serialization(item) for item in listed.items]
+    items: list[dict[str, Any]] = _raw(list_call, namespace, label_selector=selector)["items"]
+    return items
 
 
 def _create(namespace: str, obj: dict[str, Any]) -> None:
     manifest: Any = obj  # the client takes plain dicts as well as its model classes
     try:
         if obj["kind"] == "Job":
-            client.BatchV1Api().create_namespaced_job(namespace, manifest)
+            _batch().create_namespaced_job(namespace, manifest)
         else:
-            client.CoreV1Api().create_namespaced_config_map(namespace, manifest)
+            _core().create_namespaced_config_map(namespace, manifest)
         log.info("created %s %s/%s", obj["kind"], namespace, obj["metadata"]["name"])
     except ApiException as error:
         if error.status != 409:  # 409: made before a restart; it carries our labels and owner
             raise
 
 
+_config_synced: dict[tuple[str, str], str] = {}
+"""Run file text last written or seen per ConfigMap: unchanged specs cost no API call."""
+
+
 def _sync_config_map(namespace: str, wanted: dict[str, Any]) -> None:
     name = wanted["metadata"]["name"]
-    core_api = client.CoreV1Api()
+    text = wanted["data"]["run.yaml"]
+    if _config_synced.get((namespace, name)) == text:
+        return
     try:
-        found = core_api.read_namespaced_config_map(name, namespace)
+        found = _raw(_core().read_namespaced_config_map, name, namespace)
     except ApiException as error:
         if error.status != 404:
             raise
         _create(namespace, wanted)
-        return
-    if found.data != wanted["data"]:
-        core_api.patch_namespaced_config_map(name, namespace, {"data": wanted["data"]})
+    else:
+        if found.get("data") != wanted["data"]:
+            _core().patch_namespaced_config_map(name, namespace, {"data": wanted["data"]})
+    _config_synced[(namespace, name)] = text
 
 
 def _set_suspend(namespace: str, names: list[str], suspend: bool) -> None:
     for name in names:
-        client.BatchV1Api().patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
+        _batch().patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
 
 
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -108,21 +153,22 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
     """One reconcile of one run; None when the run is gone."""
     with _locks[(namespace, name)]:
         try:
-            body: dict[str, Any] = _custom().get_namespaced_custom_object(  # type: ignore[assignment]
-                API_GROUP, VERSION, namespace, PLURAL, name
+            body = _raw(
+                _custom().get_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL, name
             )
         except ApiException as error:
             if error.status == 404:
+                _config_synced.pop((namespace, spec_config_name(name)), None)
                 return None
             raise
         if body["metadata"].get("deletionTimestamp"):
             return None
         pods: defaultdict[str, list[core.PodFact]] = defaultdict(list)
-        for pod in _listed(client.CoreV1Api().list_namespaced_pod, namespace, name):
+        for pod in _listed(_core().list_namespaced_pod, namespace, name):
             pods[pod["metadata"]["labels"].get("job-name", "")].append(core.pod_fact(pod))
         jobs = [
             state
-            for job in _listed(client.BatchV1Api().list_namespaced_job, namespace, name)
+            for job in _listed(_batch().list_namespaced_job, namespace, name)
             if (state := core.job_state(job, pods[job["metadata"]["name"]])) is not None
         ]
         try:

@@ -36,6 +36,11 @@ JOBS_CREATED = Counter(
     "mmzero_stage_jobs_created_total", "Stage Jobs created, by stage kind and whether a retry.",
     ["stage", "retry"],
 )  # fmt: skip
+API_REQUESTS = Counter(
+    "mmzero_operator_api_requests_total",
+    "Kubernetes API calls of the reconciles (not kopf's watches), by verb and resource.",
+    ["verb", "resource"],
+)
 BUILD = Info("mmzero_operator_build", "Version of the operator.")
 
 _phases: dict[tuple[str, str], str] = {}

@@ -336,7 +336,8 @@ def reconcile(
     elif finished:
         elapsed = now - (_time(started) or now)
         remaining = len(stages) - len(finished)
-        new_status["eta"] = _iso(now + elapsed / len(finished) * remaining)
+        eta = now + elapsed / len(finished) * remaining
+        new_status["eta"] = _iso(eta - eta % 60)  # to the minute: no status write per tick
     new_status["conditions"] = _conditions(
         status.get("conditions") or [],
         {
