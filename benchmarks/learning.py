@@ -36,10 +36,13 @@ PROBE_SEED = 424242
 """Seed of the held-out prompts and of the probes' sampling: the same for every checkpoint."""
 
 
-def _run(seed: int, out: Path) -> Path:
+def _run(seed: int, out: Path, learning_rate: float | None) -> Path:
     """Run the example with `seed` into `out/seed-<seed>` (resumes a finished or partial run)."""
     document = yaml.safe_load((ROOT / "examples" / "run.yaml").read_text())
     document["spec"]["seed"] = seed
+    if learning_rate is not None:
+        for role in document["spec"]["roles"].values():
+            role["learning_rate"] = learning_rate
     document["metadata"]["name"] = f"learning-s{seed}"
     directory = out / f"seed-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
@@ -73,9 +76,11 @@ METRICS = {
 }
 
 
-def measure(seeds: list[int], prompts: int, out: Path) -> dict[str, Any]:
+def measure(
+    seeds: list[int], prompts: int, out: Path, learning_rate: float | None = None
+) -> dict[str, Any]:
     """Shares per role and seed, for the base model and after iteration 1."""
-    runs = {seed: _run(seed, out) for seed in seeds}
+    runs = {seed: _run(seed, out, learning_rate) for seed in seeds}
     results: dict[str, Any] = {"base": {}, "after": {}}
     first = runs[seeds[0]]
     spec = load_run(first / "run.yaml").spec
@@ -117,12 +122,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-learning")
+    parser.add_argument("--learning-rate", type=float, help="override every role's (a sweep)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = measure(args.seeds, args.prompts, args.out)
+    results = measure(args.seeds, args.prompts, args.out, args.learning_rate)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
-    print(f"seeds {args.seeds}, {args.prompts} held-out prompts per role and checkpoint")
+    rate = args.learning_rate or "examples/run.yaml's"
+    print(f"seeds {args.seeds}, learning rate {rate}, {args.prompts} held-out prompts per role")
     print(table(results))
 
 

@@ -52,18 +52,43 @@ def _spec_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shape(model: str) -> object | None:
+    """The base model's shape for memory estimates, when its config is on this machine."""
+    from mmzero_runtime.models.errors import ModelError
+    from mmzero_runtime.models.footprint import model_shape
+    from mmzero_runtime.models.loading import check_config, resolve_ref
+
+    try:
+        return model_shape(check_config(resolve_ref(model)))
+    except ModelError as error:
+        print(f"(no memory estimates: {error})")
+        return None
+
+
 def _plan(args: argparse.Namespace) -> int:
+    from mmzero_runtime.models.footprint import GIB
+    from mmzero_runtime.stages.estimate import stage_estimates
     from mmzero_runtime.stages.plan import all_stages
 
     run = load_run(args.file)
     stages = all_stages(run.spec)
     print(f"run {run.metadata.name}: {run.spec.iterations} iteration(s), {len(stages)} stages")
+    shape = _shape(run.spec.model)
     for stage in stages:
         inputs = ", ".join(f"{purpose}={key}" for purpose, key in stage.inputs)
         after = ", ".join(stage.depends_on) or "-"
         print(f"{stage.name:<22} gpus={stage.gpus:<3} after={after}")
         print(f"{'':<22} in: {inputs}")
         print(f"{'':<22} out: {stage.output}/")
+        if shape is None:
+            continue
+        for estimate in stage_estimates(run.spec, stage, shape):  # type: ignore[arg-type]
+            group = estimate.group
+            if not estimate.footprint.parts:
+                continue
+            where = f"{estimate.per_gpu / GIB:.1f} GiB/GPU" if estimate.per_gpu else "CPU"
+            name = f"{group.component}:{group.role}"
+            print(f"{'':<22} mem {name:<18} {where:<14} {estimate.footprint.describe()}")
     return 0
 
 

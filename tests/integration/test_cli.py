@@ -75,3 +75,30 @@ def test_plan_prints_every_stage_with_inputs_and_outputs() -> None:
     ):
         assert f"i1-{kind}" in result.stdout
     assert "out: i1/coder-grpo/" in result.stdout
+
+
+def test_plan_estimates_memory_of_every_pod_group(tmp_path: Path, tiny_vlm_dir: Path) -> None:
+    document = {
+        "apiVersion": "mmzero.dev/v1alpha1",
+        "kind": "MMZeroRun",
+        "metadata": {"name": "t"},
+        "spec": {"model": str(tiny_vlm_dir), "iterations": 1},
+    }
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(json.dumps(document))
+    result = mmzero("plan", str(run_file))
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("mem ")]
+    assert [line[1] for line in lines[:3]] == ["trainer:proposer", "server:coder", "server:solver"]
+    assert lines[0][3] == "GiB/GPU" and "optimizer" in " ".join(lines[0])
+    assert len(lines) == 10  # render pods hold no model and print no line
+
+
+def test_plan_without_a_local_model_still_plans_and_says_why_no_estimate(tmp_path: Path) -> None:
+    document = {"apiVersion": "mmzero.dev/v1alpha1", "kind": "MMZeroRun",
+                "spec": {"model": str(tmp_path / "absent"), "iterations": 1}}  # fmt: skip
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(json.dumps(document))
+    result = mmzero("plan", str(run_file))
+    assert result.returncode == 0 and "i1-evaluate" in result.stdout
+    assert "(no memory estimates: model" in result.stdout and "does not exist" in result.stdout
