@@ -7,7 +7,7 @@ means the object is already there (made before a restart): it is adopted, never 
 
 Run with `kopf run -m mmzero_operator.handlers --standalone --all-namespaces` (or
 `--namespace NS`, several allowed; `--liveness=http://0.0.0.0:8081/healthz` for probes).
-`$MMZERO_RECONCILE_SECONDS` sets the timer (default 10), `$MMZERO_METRICS_PORT` the port of
+`$MMZERO_RECONCILE_SECONDS` sets the timer (default 30), `$MMZERO_METRICS_PORT` the port of
 `/metrics` (default 8080, 0 turns it off).
 """
 
@@ -36,7 +36,8 @@ from mmzero_runtime.spec import API_GROUP, RunSpec
 
 log = logging.getLogger(__name__)
 
-INTERVAL = float(os.environ.get("MMZERO_RECONCILE_SECONDS", "10"))
+INTERVAL = float(os.environ.get("MMZERO_RECONCILE_SECONDS", "30"))
+"""The periodic safety-net reconcile; Job events and run changes reconcile at once anyway."""
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
 
