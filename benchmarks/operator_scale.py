@@ -1,8 +1,9 @@
 """Operator at scale: many MMZeroRuns created at once on the local control plane (kwok nodes).
 
-Starts the hack/cluster control plane and the operator (`kopf run`, one namespace), applies N
-one-iteration runs in one `kubectl apply`, and polls every 0.2 s until each run has its first
-stage Job. Reports the time from the apply to each run's first Job (p50, p99, max), the
+Starts the hack/cluster control plane and the operator (`kopf run`, one namespace), creates N
+one-iteration runs back to back (one API call each, as fast as the API server takes them), and
+polls every 0.2 s until each run has its first stage Job. Reports the time from each run's
+create call to its first Job (p50, p99, max; 0.2 s resolution), the
 operator's reconcile time (from its /metrics histogram), its Kubernetes API calls per run,
 reconcile errors and its resident memory. Nothing plays the stages, so each run stays at its
 first stage: this measures admission of new runs, the operator's busiest moment.
@@ -41,8 +42,8 @@ def _free_port() -> int:
         return port
 
 
-def _runs(count: int) -> str:
-    items = [
+def _runs(count: int) -> list[dict[str, object]]:
+    return [
         {
             "apiVersion": "mmzero.dev/v1alpha1",
             "kind": "MMZeroRun",
@@ -51,7 +52,6 @@ def _runs(count: int) -> str:
         }
         for i in range(count)
     ]
-    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
 
 
 def _metrics(port: int) -> dict[str, float]:
@@ -108,17 +108,24 @@ def main() -> None:
             # core of this 2-core machine.
             from kubernetes import client, config
 
-            api = client.BatchV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
-            created = time.monotonic()
-            cluster.kubectl("apply", "-f", "-", stdin=_runs(args.runs), timeout=120)
+            api_client = config.new_client_from_config(str(cluster.kubeconfig))
+            jobs_api = client.BatchV1Api(api_client)
+            runs_api = client.CustomObjectsApi(api_client)
+            created: dict[str, float] = {}
+            start = time.monotonic()
+            for run in _runs(args.runs):  # one create call each, timed when it returns
+                runs_api.create_namespaced_custom_object(
+                    "mmzero.dev", "v1alpha1", NAMESPACE, "mmzeroruns", run
+                )
+                created[run["metadata"]["name"]] = time.monotonic()
             first_job: dict[str, float] = {}
-            deadline = created + 300
+            deadline = time.monotonic() + 300
             while len(first_job) < args.runs and time.monotonic() < deadline:
-                listed = api.list_namespaced_job(NAMESPACE, _preload_content=False)
+                listed = jobs_api.list_namespaced_job(NAMESPACE, _preload_content=False)
                 now = time.monotonic()
                 for job in json.loads(listed.data)["items"]:
                     run = job["metadata"]["labels"]["mmzero.dev/run"]
-                    first_job.setdefault(run, now - created)
+                    first_job.setdefault(run, now - created[run])
                 time.sleep(0.2)
             time.sleep(args.settle)
             after = _metrics(port)
@@ -149,9 +156,10 @@ def main() -> None:
     print("|---|---|")
     print(f"| runs with a first Job | {len(latencies)}/{args.runs} |")
     if latencies:
-        print(f"| apply -> first Job, p50 | {statistics.median(latencies):.2f} s |")
-        print(f"| apply -> first Job, p99 | {p99:.2f} s |")
-        print(f"| apply -> first Job, max | {latencies[-1]:.2f} s |")
+        print(f"| create -> first Job, p50 | {statistics.median(latencies):.2f} s |")
+        print(f"| create -> first Job, p99 | {p99:.2f} s |")
+        print(f"| create -> first Job, max | {latencies[-1]:.2f} s |")
+        print(f"| creating all {args.runs} runs took | {max(created.values()) - start:.2f} s |")
     print(f"| reconciles (incl. {args.settle:.0f} s of timers) | {reconciles:.0f} |")
     print(f"| mean reconcile time | {seconds / max(reconciles, 1) * 1000:.1f} ms |")
     print(f"| API calls per run (reconciles only) | {calls / args.runs:.1f} |")

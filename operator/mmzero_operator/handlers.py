@@ -151,48 +151,73 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 def reconcile_run(namespace: str, name: str) -> core.Decision | None:
-    """One reconcile of one run; None when the run is gone."""
-    with _locks[(namespace, name)]:
-        try:
-            body = _raw(
-                _custom().get_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL, name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                _config_synced.pop((namespace, spec_config_name(name)), None)
-                return None
-            raise
-        if body["metadata"].get("deletionTimestamp"):
+    """One reconcile of one run (the caller holds the run's lock); None when the run is gone."""
+    try:
+        body = _raw(
+            _custom().get_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL, name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            _config_synced.pop((namespace, spec_config_name(name)), None)
             return None
-        pods: defaultdict[str, list[core.PodFact]] = defaultdict(list)
-        for pod in _listed(_core().list_namespaced_pod, namespace, name):
-            pods[pod["metadata"]["labels"].get("job-name", "")].append(core.pod_fact(pod))
-        jobs = [
-            state
-            for job in _listed(_batch().list_namespaced_job, namespace, name)
-            if (state := core.job_state(job, pods[job["metadata"]["name"]])) is not None
-        ]
-        try:
-            done = done_stages(RunSpec.model_validate(body["spec"]), name)
-        except StoreUnavailable as error:
-            raise kopf.TemporaryError(str(error), delay=60) from error
-        decision = core.reconcile(body, jobs, done, time.time())
-        if decision.config_map is not None:
-            _sync_config_map(namespace, decision.config_map)
-        for obj in decision.create:
-            _create(namespace, obj)
-        _set_suspend(namespace, decision.suspend, True)
-        _set_suspend(namespace, decision.resume, False)
-        if _changed(body.get("status") or {}, decision.status):
-            _custom().patch_namespaced_custom_object_status(
-                API_GROUP, VERSION, namespace, PLURAL, name, {"status": decision.status}
-            )
-        return decision
+        raise
+    if body["metadata"].get("deletionTimestamp"):
+        return None
+    pods: defaultdict[str, list[core.PodFact]] = defaultdict(list)
+    for pod in _listed(_core().list_namespaced_pod, namespace, name):
+        pods[pod["metadata"]["labels"].get("job-name", "")].append(core.pod_fact(pod))
+    jobs = [
+        state
+        for job in _listed(_batch().list_namespaced_job, namespace, name)
+        if (state := core.job_state(job, pods[job["metadata"]["name"]])) is not None
+    ]
+    try:
+        done = done_stages(RunSpec.model_validate(body["spec"]), name)
+    except StoreUnavailable as error:
+        raise kopf.TemporaryError(str(error), delay=60) from error
+    decision = core.reconcile(body, jobs, done, time.time())
+    if decision.config_map is not None:
+        _sync_config_map(namespace, decision.config_map)
+    for obj in decision.create:
+        _create(namespace, obj)
+    _set_suspend(namespace, decision.suspend, True)
+    _set_suspend(namespace, decision.resume, False)
+    if _changed(body.get("status") or {}, decision.status):
+        _custom().patch_namespaced_custom_object_status(
+            API_GROUP, VERSION, namespace, PLURAL, name, {"status": decision.status}
+        )
+    return decision
+
+
+_wanted: set[tuple[str, str]] = set()
+"""Runs asked to reconcile while a reconcile of theirs was running."""
+_wanted_guard = threading.Lock()
 
 
 def _reconcile(trigger: str, namespace: str | None, name: str) -> None:
+    """Reconcile a run, coalescing bursts: a trigger that finds a reconcile of the same run
+    running leaves a note instead of queueing behind it, and that reconcile runs once more
+    when it ends (a Job's status changes several times in a second)."""
     key = (namespace or "default", name)
-    metrics.measured(trigger, key, lambda: reconcile_run(*key))
+    lock = _locks[key]
+    if not lock.acquire(blocking=False):
+        with _wanted_guard:  # the holder releases only under this guard: no note is lost
+            if not lock.acquire(blocking=False):
+                _wanted.add(key)
+                metrics.RECONCILES.labels(trigger, "coalesced").inc()
+                return
+    while True:
+        with _wanted_guard:
+            _wanted.discard(key)
+        try:
+            metrics.measured(trigger, key, lambda: reconcile_run(*key))
+        except BaseException:
+            lock.release()
+            raise
+        with _wanted_guard:
+            if key not in _wanted:
+                lock.release()
+                return
 
 
 @kopf.on.resume(API_GROUP, VERSION, PLURAL)
@@ -209,9 +234,17 @@ def on_timer(namespace: str | None, name: str, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT, **MANAGED_BY})
-def on_job_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-    """A stage Job changed: reconcile its run now rather than at the next timer tick."""
-    _reconcile("job", namespace, labels[LABEL_RUN])
+def on_job_event(
+    type: str, namespace: str | None, labels: Mapping[str, str], status: Mapping[str, Any], **_: Any
+) -> None:
+    """A stage Job finished or vanished: reconcile its run now, not at the next timer tick.
+    Progress events of a running Job (pods created, ready) change nothing the run acts on."""
+    finished = any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    if finished or type == "DELETED":
+        _reconcile("job", namespace, labels[LABEL_RUN])
 
 
 @kopf.on.probe(id="seconds_since_last_reconcile")
