@@ -74,6 +74,8 @@ def _plan(args: argparse.Namespace) -> int:
     stages = all_stages(run.spec)
     print(f"run {run.metadata.name}: {run.spec.iterations} iteration(s), {len(stages)} stages")
     shape = _shape(run.spec.model)
+    limit = run.spec.resources.gpu_memory_gib
+    too_big: list[str] = []
     for stage in stages:
         inputs = ", ".join(f"{purpose}={key}" for purpose, key in stage.inputs)
         after = ", ".join(stage.depends_on) or "-"
@@ -89,6 +91,17 @@ def _plan(args: argparse.Namespace) -> int:
             where = f"{estimate.per_gpu / GIB:.1f} GiB/GPU" if estimate.per_gpu else "CPU"
             name = f"{group.component}:{group.role}"
             print(f"{'':<22} mem {name:<18} {where:<14} {estimate.footprint.describe()}")
+            if estimate.per_gpu and estimate.per_gpu > limit * GIB:
+                too_big.append(f"{stage.name} {name}: {estimate.per_gpu / GIB:.1f} GiB per GPU")
+    if too_big:
+        print(
+            f"error: estimated memory exceeds resources.gpu_memory_gib ({limit:g} GiB) for "
+            f"{len(too_big)} pod group(s): {'; '.join(too_big)}. Give the group more GPUs "
+            "(resources.*.gpus: a trainer shards its state over them), lower micro_batch_size "
+            "or the token limits, or turn on gradient_checkpointing",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return 0
 
 

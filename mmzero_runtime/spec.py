@@ -590,6 +590,10 @@ class PodResourcesSpec(_Spec):
 class ResourcesSpec(_Spec):
     """Compute per stage kind; defaults follow the reference's one-node, 8-GPU layout (§8.1)."""
 
+    gpu_memory_gib: float = Field(80.0, gt=0.0)
+    """Memory of one GPU. `mmzero plan` refuses a spec whose estimated memory per GPU exceeds
+    it. Reference hardware: 80 GB GPUs."""
+
     proposer_trainer: PodResourcesSpec = Field(
         default_factory=lambda: PodResourcesSpec(gpus=3, cpu="24", memory="256Gi")
     )

@@ -102,3 +102,20 @@ def test_plan_without_a_local_model_still_plans_and_says_why_no_estimate(tmp_pat
     result = mmzero("plan", str(run_file))
     assert result.returncode == 0 and "i1-evaluate" in result.stdout
     assert "(no memory estimates: model" in result.stdout and "does not exist" in result.stdout
+
+
+def test_plan_refuses_a_spec_whose_pods_exceed_their_gpus(
+    tmp_path: Path, tiny_vlm_dir: Path
+) -> None:
+    document = {
+        "apiVersion": "mmzero.dev/v1alpha1",
+        "kind": "MMZeroRun",
+        "spec": {"model": str(tiny_vlm_dir), "iterations": 1,
+                 "resources": {"gpu_memory_gib": 0.001}},
+    }  # fmt: skip
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(json.dumps(document))
+    result = mmzero("plan", str(run_file))
+    assert result.returncode == 1
+    assert "exceeds resources.gpu_memory_gib (0.001 GiB)" in result.stderr
+    assert "i1-proposer-grpo trainer:proposer:" in result.stderr
