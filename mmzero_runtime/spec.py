@@ -52,6 +52,10 @@ CONTENT_TYPES: tuple[str, ...] = (
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
+MUTABLE_AFTER_START: Final = ("iterations", "suspend", "cluster")
+"""Spec fields a started run may change (both executors enforce it); the rest is the method."""
+
+
 @dataclass(frozen=True)
 class CelRule:
     """A rule that spans fields, for the CRD (`x-kubernetes-validations`): the API server

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from mmzero_runtime.models.fit import check_fit
-from mmzero_runtime.spec import MMZeroRun, load_run, parse_run
+from mmzero_runtime.spec import MUTABLE_AFTER_START, MMZeroRun, load_run, parse_run
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.keys import BASE_MODEL
 from mmzero_runtime.stages.plan import STAGE_KINDS, Stage, all_stages, plan
@@ -45,7 +45,7 @@ def pin_run(run: MMZeroRun, directory: Path) -> MMZeroRun:
     path = directory / RUN_FILE
     if path.exists():
         pinned = load_run(path)
-        mutable = {name: getattr(run.spec, name) for name in ("iterations", "suspend", "cluster")}
+        mutable = {name: getattr(run.spec, name) for name in MUTABLE_AFTER_START}
         same = pinned.spec.model_copy(update=mutable)
         if same != run.spec:
             raise StageError(

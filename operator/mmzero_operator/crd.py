@@ -19,13 +19,11 @@ from typing import Any
 import yaml
 
 from mmzero_runtime import spec as spec_module
-from mmzero_runtime.spec import API_GROUP, KIND, RunSpec
+from mmzero_runtime.spec import API_GROUP, KIND, MUTABLE_AFTER_START, RunSpec
 
 PLURAL = "mmzeroruns"
 VERSION = "v1alpha1"
 PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
-MUTABLE_AFTER_START = ("iterations", "suspend", "cluster")
-"""Spec fields a started run may change; everything else is the method and stays fixed."""
 CHART_CRD = Path("charts/mmzero/crds/mmzero.dev_mmzeroruns.yaml")
 
 

@@ -15,6 +15,7 @@ from importlib import metadata
 from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
 from mmzero_operator.children import LABEL_ATTEMPT, LABEL_STAGE
+from mmzero_operator.crd import PHASES
 from mmzero_operator.reconcile import Decision
 
 RECONCILES = Counter(
@@ -88,7 +89,7 @@ def measured(
             JOBS_CREATED.labels(labels[LABEL_STAGE], retry).inc()
         result = "requeue_after" if decision.requeue_after else "success"
         RECONCILES.labels(trigger, result).inc()
-    for phase in ("Pending", "Running", "Suspended", "Succeeded", "Failed"):
+    for phase in PHASES:
         RUNS.labels(phase).set(sum(1 for p in _phases.values() if p == phase))
     return decision
 

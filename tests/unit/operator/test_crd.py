@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from mmzero_operator.crd import CHART_CRD, MUTABLE_AFTER_START, crd, render, spec_schema
+from mmzero_operator.crd import CHART_CRD, crd, render, spec_schema
 from mmzero_runtime import spec as spec_module
-from mmzero_runtime.spec import RunSpec
+from mmzero_runtime.spec import MUTABLE_AFTER_START, RunSpec
 
 ROOT = Path(__file__).resolve().parents[3]
 
