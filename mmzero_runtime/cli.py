@@ -132,22 +132,21 @@ def _device(requested: str) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from mmzero_runtime.stages.local import load_effective, run_local
-    from mmzero_runtime.stages.runner import run_dir
+    from mmzero_runtime.stages.runner import open_store, run_dir
 
     run = load_effective(Path(args.file), args.iterations)
     directory = Path(args.run_dir) if args.run_dir else run_dir(run)
     ran = run_local(run, directory, until=args.until, device=_device(args.device))
     from mmzero_runtime.report.build import build_report
 
-    report = build_report(directory)
+    report = build_report(open_store(run, directory))
     print(f"run {run.metadata.name}: {len(ran)} stage(s) run; outputs in {directory}")
     print(f"report: {report}")
     return 0
 
 
 def _stage(args: argparse.Namespace) -> int:
-    from mmzero_runtime.stages.runner import run_dir, run_stage
-    from mmzero_runtime.storage.store import LocalStore
+    from mmzero_runtime.stages.runner import open_store, run_dir, run_stage
 
     run = load_run(args.spec)
     directory = Path(args.run_dir) if args.run_dir else run_dir(run)
@@ -161,7 +160,7 @@ def _stage(args: argparse.Namespace) -> int:
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # one bar per stage
     with logging_redirect_tqdm():  # log lines print above the stage's bar, not through it
-        manifest = run_stage(run, LocalStore(directory), args.kind, args.iteration,
+        manifest = run_stage(run, open_store(run, directory), args.kind, args.iteration,
                              device=_device(args.device))  # fmt: skip
     print(f"stage i{args.iteration}-{args.kind}: done ({len(manifest.files)} files)")
     return 0
@@ -181,8 +180,15 @@ def _status(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from mmzero_runtime.report.build import build_report
+    from mmzero_runtime.stages.runner import open_store, run_dir
 
-    print(f"report: {build_report(Path(args.run_dir))}")
+    where = Path(args.run)
+    if where.is_dir():
+        run = load_run(where / "run.yaml")
+    else:  # a run file: its store may be S3, mirrored into run_dir
+        run = load_run(where)
+        where = run_dir(run)
+    print(f"report: {build_report(open_store(run, where))}")
     return 0
 
 
@@ -250,7 +256,7 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
 
     report = commands.add_parser("report", help="write <run>/report.html")
-    report.add_argument("run_dir", help="run directory")
+    report.add_argument("run", help="run directory, or the run file (for a run stored in S3)")
     report.set_defaults(func=_report)
 
     tiny = commands.add_parser("init-tiny", help="build and warm-start the tiny offline model")

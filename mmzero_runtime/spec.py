@@ -646,8 +646,17 @@ class StorageSpec(_Spec):
     uri: str = Field("runs", min_length=1, max_length=1024)
     """A local directory (relative to the current directory) or `s3://bucket/prefix`."""
 
+    endpoint: str | None = Field(None, max_length=512)
+    """S3 endpoint URL for an `s3://` uri, e.g. `http://minio.mmzero:9000`; None takes
+    `AWS_ENDPOINT_URL` from the environment."""
+
     credentials_secret: str | None = Field(None, max_length=253)
-    """Name of the Secret holding S3 credentials on a cluster; None for a local directory."""
+    """Name of the Secret holding S3 credentials on a cluster (keys `AWS_ACCESS_KEY_ID` and
+    `AWS_SECRET_ACCESS_KEY`, passed to stage pods as environment); None for a local directory."""
+
+    retry_seconds: int = Field(300, ge=0, le=86400)
+    """How long a stage retries an S3 store that does not answer (with backoff) before it
+    stops with an error; finished stages are kept either way."""
 
     keep_checkpoints: int = Field(0, ge=0)
     """Intermediate checkpoints kept per role besides every iteration's final one; 0 keeps all."""

@@ -18,12 +18,13 @@ from typing import Any
 import yaml
 
 from mmzero_runtime.report.charts import line_chart
-from mmzero_runtime.spec import MMZeroRun, load_run
+from mmzero_runtime.spec import MMZeroRun, parse_run
 from mmzero_runtime.stages import metrics
+from mmzero_runtime.stages.keys import REPORT_FILE, RUN_FILE
 from mmzero_runtime.stages.plan import all_stages
 from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.storage.records import read_records
-from mmzero_runtime.storage.store import LocalStore
+from mmzero_runtime.storage.store import ArtifactStore
 
 GALLERY_ITEMS = 12
 """Solver items shown per iteration."""
@@ -44,18 +45,18 @@ pre { background: #f6f6f6; padding: 8px; font-size: 12px; overflow-x: auto; }
 """
 
 
-def _records(store: LocalStore, key: str) -> list[dict[str, Any]]:
+def _records(store: ArtifactStore, key: str) -> list[dict[str, Any]]:
     try:
         return read_records(store, key)
     except StoreError:
         return []
 
 
-def _steps(store: LocalStore, prefix: str) -> list[dict[str, Any]]:
+def _steps(store: ArtifactStore, prefix: str) -> list[dict[str, Any]]:
     return sorted(_records(store, f"{prefix}/steps.jsonl"), key=lambda r: r["step"])
 
 
-def _grpo_section(store: LocalStore, i: int) -> str:
+def _grpo_section(store: ArtifactStore, i: int) -> str:
     charts = []
     for role in ("proposer", "coder", "solver"):
         steps = _steps(store, f"i{i}/{role}-grpo")
@@ -78,7 +79,7 @@ def _grpo_section(store: LocalStore, i: int) -> str:
     return f'<div class="charts">{"".join(charts)}</div>' if charts else "<p>No GRPO steps yet.</p>"
 
 
-def _yields(store: LocalStore, i: int) -> str:
+def _yields(store: ArtifactStore, i: int) -> str:
     rows = []
     renders = _records(store, f"i{i}/coder-data/renders.jsonl")
     if renders:
@@ -105,7 +106,7 @@ def _yields(store: LocalStore, i: int) -> str:
     )
 
 
-def _evaluation(store: LocalStore, i: int) -> str:
+def _evaluation(store: ArtifactStore, i: int) -> str:
     try:
         summary = json.loads(store.read_bytes(f"i{i}/evaluate/summary.json"))
     except StoreError:
@@ -124,7 +125,7 @@ def _evaluation(store: LocalStore, i: int) -> str:
     )
 
 
-def _card(store: LocalStore, i: int, row: dict[str, Any]) -> str:
+def _card(store: ArtifactStore, i: int, row: dict[str, Any]) -> str:
     png = base64.b64encode(store.read_bytes(f"i{i}/solver-data/{row['image']}")).decode()
     p = row["proposal"]
     status = (
@@ -146,7 +147,7 @@ def _card(store: LocalStore, i: int, row: dict[str, Any]) -> str:
     )
 
 
-def _gallery(store: LocalStore, i: int) -> str:
+def _gallery(store: ArtifactStore, i: int) -> str:
     rows = _records(store, f"i{i}/solver-data/candidates.jsonl")
     if not rows:
         return ""
@@ -156,7 +157,7 @@ def _gallery(store: LocalStore, i: int) -> str:
     return f"<h3>{title}</h3><div class='gallery'>{cards}</div>"
 
 
-def _proposer_examples(store: LocalStore, i: int) -> str:
+def _proposer_examples(store: ArtifactStore, i: int) -> str:
     rows = [r for r in _records(store, f"i{i}/proposer-grpo/rewards.jsonl") if r.get("proposal")]
     if not rows:
         return ""
@@ -203,16 +204,17 @@ def _resources(root: Path, run: MMZeroRun, i: int) -> str:
     )
 
 
-def build_report(directory: Path) -> Path:
-    """Write `<run>/report.html` and return its path."""
-    run: MMZeroRun = load_run(directory / "run.yaml")
-    store = LocalStore(directory)
+def build_report(store: ArtifactStore) -> Path:
+    """Write `report.html` into the store and return its local path (under `store.root`)."""
+    run = parse_run(yaml.safe_load(store.read_bytes(RUN_FILE)), f"{store}/{RUN_FILE}")
+    if store.list(metrics.METRICS_DIR):
+        store.path(metrics.METRICS_DIR)  # an S3 store's metric files, mirrored for reading
     sections = []
     for i in range(1, run.spec.iterations + 1):
         sections.append(
             f"<h2>Iteration {i}</h2>{_grpo_section(store, i)}{_yields(store, i)}"
             f"{_evaluation(store, i)}{_gallery(store, i)}{_proposer_examples(store, i)}"
-            f"{_resources(directory, run, i)}"
+            f"{_resources(store.root, run, i)}"
         )
     spec_text = yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False)
     page = (
@@ -221,6 +223,5 @@ def build_report(directory: Path) -> Path:
         f"<h1>MM-Zero run {html.escape(run.metadata.name)}</h1>{''.join(sections)}"
         f"<h2>Spec</h2><pre>{html.escape(spec_text)}</pre></body></html>"
     )
-    path = directory / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    store.write_bytes(REPORT_FILE, page.encode())
+    return store.path(REPORT_FILE)

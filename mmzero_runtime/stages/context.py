@@ -19,7 +19,7 @@ from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.keys import producer_prefix
 from mmzero_runtime.stages.plan import Stage
 from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest
-from mmzero_runtime.storage.store import LocalStore
+from mmzero_runtime.storage.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class StageContext:
     """Everything one stage run needs; built by the runner, passed to the stage's `run`."""
 
     run: MMZeroRun
-    store: LocalStore
+    store: ArtifactStore
     stage: Stage
     device: str = "cpu"
     ledger: FailureLedger = field(default_factory=FailureLedger)

@@ -16,6 +16,15 @@ BASE_MODEL = "base/model"
 """The base VLM every role starts from in iteration 1 (written by `mmzero import` or by the
 executor from `spec.model`)."""
 
+RUN_FILE = "run.yaml"
+"""The effective run file, pinned when the run starts (stage processes read it)."""
+
+RUN_MANIFEST = "run-manifest.json"
+"""Versions, spec hash and every stage's digests: what a rerun needs to reproduce the run."""
+
+REPORT_FILE = "report.html"
+"""The run's HTML report, rebuilt after each `mmzero run` and by `mmzero report`."""
+
 MODEL_DIR = "model"
 """Sub-directory of a GRPO stage holding its final checkpoint (Hugging Face layout)."""
 

@@ -22,16 +22,13 @@ import yaml
 from mmzero_runtime.models.fit import check_fit
 from mmzero_runtime.spec import MUTABLE_AFTER_START, MMZeroRun, load_run, parse_run
 from mmzero_runtime.stages.errors import StageError
-from mmzero_runtime.stages.keys import BASE_MODEL
+from mmzero_runtime.stages.keys import BASE_MODEL, RUN_FILE, RUN_MANIFEST
 from mmzero_runtime.stages.plan import STAGE_KINDS, Stage, all_stages, plan
-from mmzero_runtime.stages.runner import import_base_model, versions
+from mmzero_runtime.stages.runner import import_base_model, open_store, versions
 from mmzero_runtime.storage.manifest import read_manifest
-from mmzero_runtime.storage.store import LocalStore
+from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 
 log = logging.getLogger(__name__)
-
-RUN_FILE = "run.yaml"
-RUN_MANIFEST = "run-manifest.json"
 
 
 def spec_hash(run: MMZeroRun) -> str:
@@ -40,30 +37,30 @@ def spec_hash(run: MMZeroRun) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def pin_run(run: MMZeroRun, directory: Path) -> MMZeroRun:
-    """Write the effective run file once; later only `iterations` may change (raised)."""
-    path = directory / RUN_FILE
-    if path.exists():
-        pinned = load_run(path)
+def pin_run(run: MMZeroRun, store: ArtifactStore) -> MMZeroRun:
+    """Store the effective run file once; later only the fields in MUTABLE_AFTER_START change."""
+    if store.exists(RUN_FILE):
+        pinned = parse_run(yaml.safe_load(store.read_bytes(RUN_FILE)), f"{store}/{RUN_FILE}")
         mutable = {name: getattr(run.spec, name) for name in MUTABLE_AFTER_START}
         same = pinned.spec.model_copy(update=mutable)
         if same != run.spec:
             raise StageError(
-                f"{directory} was started with another spec; only spec.iterations, "
+                f"{store} was started with another spec; only spec.iterations, "
                 "spec.suspend and spec.cluster may change in a started run. Give the run a new "
-                "metadata.name, or delete the directory to start over"
+                "metadata.name, or delete the run's directory to start over"
             )
-    directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False))
+    text = yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False)
+    store.write_bytes(RUN_FILE, text.encode())
+    store.path(RUN_FILE)  # the stage processes read the local copy
     return run
 
 
-def finished(run: MMZeroRun, store: LocalStore) -> list[str]:
+def finished(run: MMZeroRun, store: ArtifactStore) -> list[str]:
     """Names of the stages whose manifest exists."""
     return [s.name for s in all_stages(run.spec) if read_manifest(store, s.output) is not None]
 
 
-def write_run_manifest(run: MMZeroRun, store: LocalStore) -> dict[str, Any]:
+def write_run_manifest(run: MMZeroRun, store: ArtifactStore) -> dict[str, Any]:
     """Everything needed to rerun: versions, spec hash, seed, and every stage's digests."""
     stages = {}
     for stage in [None, *all_stages(run.spec)]:
@@ -84,7 +81,7 @@ def write_run_manifest(run: MMZeroRun, store: LocalStore) -> dict[str, Any]:
         "versions": versions(),
         "stages": stages,
     }
-    (store.root / RUN_MANIFEST).write_text(json.dumps(body, indent=1, sort_keys=True))
+    store.write_bytes(RUN_MANIFEST, json.dumps(body, indent=1, sort_keys=True).encode())
     return body
 
 
@@ -119,11 +116,11 @@ def run_local(
     run: MMZeroRun, directory: Path, *, until: str | None = None, device: str = "cpu"
 ) -> list[str]:
     """Run every stage not yet done (up to stage kind `until` of the last iteration)."""
-    store = LocalStore(directory)
+    store = open_store(run, directory)
     imported = read_manifest(store, "base") is not None
     # Before pinning, so that a run refused here can be fixed and started again.
     check_fit(run.spec, store.path(BASE_MODEL) if imported else run.spec.model)
-    pin_run(run, directory)
+    pin_run(run, store)
     if run.spec.suspend:
         raise StageError(
             f"run {run.metadata.name} is suspended (spec.suspend: true); set it to false and "

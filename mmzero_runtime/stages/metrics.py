@@ -14,6 +14,8 @@ import resource
 from pathlib import Path
 from typing import Any
 
+from mmzero_runtime.storage.store import ArtifactStore
+
 METRICS_DIR = "metrics"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -51,6 +53,15 @@ def write_summary(root: Path, stage: str, figures: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"stage": stage, **figures}, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+def publish(store: ArtifactStore, stage: str) -> None:
+    """Copy the stage's metric files from `store.root` into the store (a no-op for a local one),
+    so that the report of a cluster run has them too."""
+    for name in (f"{stage}.json", f"{stage}.steps.jsonl"):
+        path = store.root / METRICS_DIR / name
+        if path.is_file():
+            store.upload_file(f"{METRICS_DIR}/{name}", path)
 
 
 def read_steps(root: Path, stage: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import platform
 import time
 from importlib import metadata
@@ -22,7 +23,7 @@ from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.plan import Stage, StageKind, all_stages
 from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest, verify
-from mmzero_runtime.storage.store import LocalStore
+from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def find_stage(run: MMZeroRun, kind: StageKind, iteration: int) -> Stage:
     )
 
 
-def import_base_model(run: MMZeroRun, store: LocalStore) -> Manifest:
+def import_base_model(run: MMZeroRun, store: ArtifactStore) -> Manifest:
     """Copy `spec.model` into the store as the base model, once (`base/MANIFEST.json`)."""
     existing = read_manifest(store, "base")
     if existing is not None:
@@ -65,7 +66,7 @@ def import_base_model(run: MMZeroRun, store: LocalStore) -> Manifest:
     return output.commit({"stage": "base", "source": run.spec.model, "versions": versions()})
 
 
-def _check_inputs(run: MMZeroRun, store: LocalStore, stage: Stage) -> None:
+def _check_inputs(run: MMZeroRun, store: ArtifactStore, stage: Stage) -> None:
     prefixes = {keys.producer_prefix(key) for _, key in stage.inputs}
     for prefix in sorted(prefixes):
         if read_manifest(store, prefix) is None:
@@ -77,7 +78,7 @@ def _check_inputs(run: MMZeroRun, store: LocalStore, stage: Stage) -> None:
 
 
 def run_stage(
-    run: MMZeroRun, store: LocalStore, kind: StageKind, iteration: int, *, device: str = "cpu"
+    run: MMZeroRun, store: ArtifactStore, kind: StageKind, iteration: int, *, device: str = "cpu"
 ) -> Manifest:
     """Run the stage unless its manifest exists; return its manifest."""
     stage = find_stage(run, kind, iteration)
@@ -111,6 +112,7 @@ def run_stage(
             "device": device,
         },
     )
+    metrics.publish(store, stage.name)
     log.info("stage done stage=%s seconds=%.1f files=%d", stage.name, seconds, len(manifest.files))
     return manifest
 
@@ -130,11 +132,25 @@ def _dispatch(ctx: StageContext) -> StageOutput:
 
 
 def run_dir(run: MMZeroRun, root: Path | None = None) -> Path:
-    """The local run directory: `<spec.storage.uri>/<metadata.name>`."""
+    """The run's local directory: `<spec.storage.uri>/<metadata.name>` for a directory store;
+    for an S3 store, the download mirror `~/.cache/mmzero/mirror/<bucket>/<prefix>/<name>`."""
     uri = run.spec.storage.uri
     if uri.startswith("s3://"):
-        raise StageError(
-            f"spec.storage.uri {uri!r}: the local executor writes to a local directory; use the "
-            "operator for S3, or set storage.uri to a path"
-        )
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        return cache / "mmzero" / "mirror" / uri.removeprefix("s3://") / run.metadata.name
     return (root or Path.cwd()) / uri / run.metadata.name
+
+
+def open_store(run: MMZeroRun, directory: Path) -> ArtifactStore:
+    """The run's artifact store: the directory itself, or `<s3 uri>/<name>` mirrored there."""
+    storage = run.spec.storage
+    if not storage.uri.startswith("s3://"):
+        return LocalStore(directory)
+    from mmzero_runtime.storage.s3 import S3Store
+
+    return S3Store.from_environment(
+        f"{storage.uri.rstrip('/')}/{run.metadata.name}",
+        root=directory,
+        endpoint=storage.endpoint,
+        retry_seconds=storage.retry_seconds,
+    )

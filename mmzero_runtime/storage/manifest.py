@@ -140,7 +140,7 @@ def verify(store: ArtifactStore, prefix: str) -> Manifest:
         if not store.exists(key):
             problems.append(f"{key}: missing")
             continue
-        actual = hashlib.sha256(store.read_bytes(key)).hexdigest()
+        actual = sha256_file(store.path(key))  # for S3: the downloaded copy stages will read
         if actual != entry.sha256:
             problems.append(
                 f"{key}: sha256 {actual[:12]}… differs from the manifest's {entry.sha256[:12]}…"

@@ -20,6 +20,15 @@ from mmzero_runtime.storage.errors import StoreError
 class ArtifactStore(Protocol):
     """What a stage needs from a store; every backend implements exactly this."""
 
+    root: Path
+    """Local directory where `path` puts the store's files: the store itself for a local
+    directory, a verified download mirror for S3. Scratch space and metrics live here too."""
+
+    def path(self, key: str) -> Path:
+        """A local file (or directory, for a prefix) holding `key`, for readers that need one
+        (model loading, tables); an S3 store downloads it first."""
+        ...
+
     def exists(self, key: str) -> bool:
         """True when an object is stored under `key`."""
         ...
@@ -67,7 +76,6 @@ class LocalStore:
         return f"LocalStore({str(self.root)!r})"
 
     def path(self, key: str) -> Path:
-        """Filesystem path of `key` (for readers that need a real file, e.g. model loading)."""
         return self.root / check_key(key)
 
     def exists(self, key: str) -> bool:
@@ -91,6 +99,8 @@ class LocalStore:
         target = self.path(key)
         if not path.is_file():
             raise StoreError(f"{self}: cannot store {key!r}: the source file {path} is missing")
+        if path.resolve() == target:
+            return  # already in place (a file written under the store's root)
         with self._atomic(target) as handle, open(path, "rb") as source:
             shutil.copyfileobj(source, handle, length=1 << 20)
 
@@ -112,11 +122,11 @@ class LocalStore:
         shutil.rmtree(self.path(prefix), ignore_errors=True)
 
     @staticmethod
-    def _atomic(target: Path) -> _AtomicWriter:
-        return _AtomicWriter(target)
+    def _atomic(target: Path) -> AtomicWriter:
+        return AtomicWriter(target)
 
 
-class _AtomicWriter:
+class AtomicWriter:
     """Context manager: a temp file beside `target`, fsynced and renamed into place on success."""
 
     def __init__(self, target: Path) -> None:

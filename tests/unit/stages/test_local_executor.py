@@ -10,8 +10,8 @@ from mmzero_runtime.spec import MMZeroRun, RunSpec, load_run
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import ProvenanceError, StageError
 from mmzero_runtime.stages.grpo_loop import step_prompts
+from mmzero_runtime.stages.keys import RUN_FILE
 from mmzero_runtime.stages.local import (
-    RUN_FILE,
     finished,
     load_effective,
     pin_run,
@@ -40,12 +40,13 @@ def _finish(store: LocalStore, prefix: str, files: dict[str, bytes]) -> None:
 
 
 def test_pinned_run_accepts_more_iterations_and_refuses_another_method(tmp_path: Path) -> None:
-    pin_run(_run(1), tmp_path)
-    pin_run(_run(3), tmp_path)  # extending a run is allowed
+    store = LocalStore(tmp_path)
+    pin_run(_run(1), store)
+    pin_run(_run(3), store)  # extending a run is allowed
     assert load_run(tmp_path / RUN_FILE).spec.iterations == 3
     allowed = r"only spec\.iterations, spec\.suspend and spec\.cluster may change"
     with pytest.raises(StageError, match=allowed):
-        pin_run(_run(3, seed=7), tmp_path)
+        pin_run(_run(3, seed=7), store)
 
 
 def test_load_effective_applies_iterations_override() -> None:
@@ -56,8 +57,8 @@ def test_load_effective_applies_iterations_override() -> None:
 
 def test_finished_and_status_follow_manifests(tmp_path: Path) -> None:
     run = _run(1)
-    pin_run(run, tmp_path)
     store = LocalStore(tmp_path)
+    pin_run(run, store)
     assert finished(run, store) == []
     _finish(store, "i1/proposer-grpo", {"model/w.bin": b"1"})
     (tmp_path / ".work" / "i1-propose" / "steps").mkdir(parents=True)
@@ -86,10 +87,12 @@ def test_find_stage_outside_the_run_names_the_fix() -> None:
         find_stage(_run(1), "coder-grpo", 2)
 
 
-def test_run_dir_refuses_s3_for_the_local_executor(tmp_path: Path) -> None:
+def test_run_dir_is_the_store_or_a_mirror_of_an_s3_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     run = MMZeroRun.model_validate({"spec": {"storage": {"uri": "s3://bucket/runs"}}})
-    with pytest.raises(StageError, match="use the operator for S3"):
-        run_dir(run, tmp_path)
+    assert run_dir(run) == tmp_path / "cache" / "mmzero" / "mirror" / "bucket" / "runs" / "mmzero"
     assert run_dir(_run(1), tmp_path) == tmp_path / "runs" / "mmzero"
 
 
