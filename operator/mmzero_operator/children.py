@@ -86,9 +86,10 @@ def spec_config_map(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_dir(spec: RunSpec, run: str) -> str:
+    """The stage's run directory: on the shared claim, or (S3) the pod's download mirror."""
     uri = spec.storage.uri
     if uri.startswith("s3://"):
-        return f"{uri.rstrip('/')}/{run}"
+        return f"{STORE_MOUNT}/mirror/{run}"
     return f"{STORE_MOUNT}/{uri.strip('/')}/{run}"
 
 
@@ -111,11 +112,13 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
     ]  # fmt: skip
     mounts = [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}]
     volumes: list[dict[str, Any]] = [{"name": "spec", "configMap": {"name": spec_config_name(run)}}]
+    mounts.append({"name": "store", "mountPath": STORE_MOUNT})
     if cluster.storage_claim:
-        mounts.append({"name": "store", "mountPath": STORE_MOUNT})
         volumes.append(
             {"name": "store", "persistentVolumeClaim": {"claimName": cluster.storage_claim}}
         )
+    else:  # S3: the pod's mirror of its inputs and its scratch space, gone with the pod
+        volumes.append({"name": "store", "emptyDir": {}})
     container = {
         "name": "stage",
         "image": cluster.image,
@@ -123,6 +126,12 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
         "command": command,
         "resources": {"requests": dict(limits), "limits": limits},
         "volumeMounts": mounts,
+        # S3 credentials (and AWS_ENDPOINT_URL) as environment, never in the Job's own spec.
+        "envFrom": (
+            [{"secretRef": {"name": spec.storage.credentials_secret}}]
+            if spec.storage.credentials_secret
+            else []
+        ),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {"allowPrivilegeEscalation": False},
     }

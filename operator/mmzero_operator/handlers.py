@@ -13,6 +13,7 @@ Run with `kopf run -m mmzero_operator.handlers --standalone --all-namespaces` (o
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -150,6 +151,24 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return any(old.get(key) != value for key, value in new.items())
 
 
+def _store_secret(namespace: str, spec: RunSpec) -> dict[str, str] | None:
+    """The decoded data of the run's S3 credentials Secret; None when the spec names none."""
+    secret_name = spec.storage.credentials_secret
+    if secret_name is None or not spec.storage.uri.startswith("s3://"):
+        return None
+    try:
+        secret = _raw(_core().read_namespaced_secret, secret_name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            raise StoreUnavailable(
+                f"Secret {secret_name!r} (spec.storage.credentials_secret) is not in namespace "
+                f"{namespace}; create it with keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
+                "AWS_ENDPOINT_URL"
+            ) from None
+        raise
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
 def reconcile_run(namespace: str, name: str) -> core.Decision | None:
     """One reconcile of one run (the caller holds the run's lock); None when the run is gone."""
     try:
@@ -172,9 +191,15 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
         if (state := core.job_state(job, pods[job["metadata"]["name"]])) is not None
     ]
     try:
-        done = done_stages(RunSpec.model_validate(body["spec"]), name)
+        spec = RunSpec.model_validate(body["spec"])
+        done = done_stages(spec, name, secret=_store_secret(namespace, spec))
     except StoreUnavailable as error:
-        raise kopf.TemporaryError(str(error), delay=60) from error
+        status = core.store_unavailable(body, str(error), time.time())
+        if _changed(body.get("status") or {}, status):
+            _custom().patch_namespaced_custom_object_status(
+                API_GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            )
+        raise kopf.TemporaryError(str(error), delay=30) from error
     decision = core.reconcile(body, jobs, done, time.time())
     if decision.config_map is not None:
         _sync_config_map(namespace, decision.config_map)

@@ -271,6 +271,23 @@ def _checkpoints(stages: list[Stage], done: set[str]) -> dict[str, str]:
     return found
 
 
+def store_unavailable(body: dict[str, Any], problem: str, now: float) -> dict[str, Any]:
+    """The status while the run's store cannot be read: which stages are done is unknown, so
+    nothing starts; the phase stays and a StoreReachable=False condition says what to fix."""
+    status = dict(body.get("status") or {})
+    previous = status.get("conditions") or []
+    generation = int(body["metadata"].get("generation", 1))
+    unreachable = _conditions(previous, {"StoreReachable": (False, "StoreUnavailable", problem)},
+                              now, generation)  # fmt: skip
+    others = [c for c in previous if c["type"] != "StoreReachable"]
+    return {
+        **status,
+        "phase": status.get("phase") or "Pending",
+        "message": f"waiting for the artifact store: {problem}",
+        "conditions": others + unreachable,
+    }
+
+
 def reconcile(
     body: dict[str, Any], jobs: Iterable[JobState], done: Iterable[str], now: float
 ) -> Decision:
@@ -347,6 +364,7 @@ def reconcile(
                 (progress.blocked or "").split(":", 1)[0] or "None",
                 progress.blocked or "",
             ),
+            "StoreReachable": (True, "ManifestsRead", ""),
             "Suspended": (phase == "Suspended", "SpecSuspend" if spec.suspend else phase, ""),
             "Succeeded": (phase == "Succeeded", phase, message if phase == "Succeeded" else ""),
             "Failed": (

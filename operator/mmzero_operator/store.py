@@ -2,22 +2,29 @@
 
 The operator never writes artifacts and never reads their contents, only the manifests that
 say a stage is done. For a local-directory store it sees the same ReadWriteMany volume the
-stage pods mount, at `$MMZERO_STORE_ROOT` (default `/var/lib/mmzero`); S3 arrives with the S3
-store (the operator then reads with the run's credentials Secret).
+stage pods mount, at `$MMZERO_STORE_ROOT` (default `/var/lib/mmzero`); for an S3 store it reads
+with the run's credentials (the Secret named by `spec.storage.credentials_secret`, given here
+as its decoded data), and only lists and reads manifests.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.storage.manifest import read_manifest
-from mmzero_runtime.storage.store import LocalStore
+from mmzero_runtime.storage.s3 import ACCESS_KEY_ENV, ENDPOINT_ENV, SECRET_KEY_ENV, S3Store
+from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 
 STORE_ROOT_ENV = "MMZERO_STORE_ROOT"
 DEFAULT_STORE_ROOT = "/var/lib/mmzero"
+OPERATOR_RETRY_SECONDS = 5
+"""How long one reconcile waits for an S3 store; the next reconcile tries again anyway."""
 
 
 class StoreUnavailable(RuntimeError):
@@ -26,17 +33,44 @@ class StoreUnavailable(RuntimeError):
 
 def run_root(spec: RunSpec, run: str, root: str | None = None) -> Path:
     """The run's directory as the operator sees it (`<store root>/<storage.uri>/<run>`)."""
-    if spec.storage.uri.startswith("s3://"):
-        raise StoreUnavailable(
-            f"storage.uri {spec.storage.uri!r}: this operator reads local-directory stores only "
-            "(a ReadWriteMany claim, spec.cluster.storage_claim); S3 support comes with the S3 "
-            "artifact store"
-        )
     base = Path(root or os.environ.get(STORE_ROOT_ENV, DEFAULT_STORE_ROOT))
     return base / spec.storage.uri.strip("/") / run
 
 
-def done_stages(spec: RunSpec, run: str, root: str | None = None) -> set[str]:
+def run_store(
+    spec: RunSpec, run: str, *, root: str | None = None, secret: Mapping[str, str] | None = None
+) -> ArtifactStore:
+    """The run's store, read-only by use; S3 credentials from `secret` or the environment."""
+    storage = spec.storage
+    if not storage.uri.startswith("s3://"):
+        return LocalStore(run_root(spec, run, root))
+    values = {**os.environ, **(secret or {})}
+    endpoint = storage.endpoint or values.get(ENDPOINT_ENV)
+    access, key = values.get(ACCESS_KEY_ENV), values.get(SECRET_KEY_ENV)
+    where = f"Secret {storage.credentials_secret!r}" if storage.credentials_secret else "env"
+    named = ((ENDPOINT_ENV, endpoint), (ACCESS_KEY_ENV, access), (SECRET_KEY_ENV, key))
+    missing = [name for name, value in named if not value]
+    if missing or not (endpoint and access and key):
+        raise StoreUnavailable(
+            f"storage {storage.uri}: the credentials ({where}) have no {', '.join(missing)}; "
+            "add them to the Secret (the endpoint may instead be spec.storage.endpoint)"
+        )
+    return S3Store(
+        f"{storage.uri.rstrip('/')}/{run}",
+        endpoint=endpoint,
+        access_key=access,
+        secret_key=key,
+        root=tempfile.gettempdir(),  # never written: the operator only reads manifests
+        retry_seconds=OPERATOR_RETRY_SECONDS,
+    )
+
+
+def done_stages(
+    spec: RunSpec, run: str, *, root: str | None = None, secret: Mapping[str, str] | None = None
+) -> set[str]:
     """Names of the stages of `run` whose manifest exists."""
-    store = LocalStore(run_root(spec, run, root))
-    return {s.name for s in all_stages(spec) if read_manifest(store, s.output) is not None}
+    store = run_store(spec, run, root=root, secret=secret)
+    try:
+        return {s.name for s in all_stages(spec) if read_manifest(store, s.output) is not None}
+    except StoreError as error:
+        raise StoreUnavailable(str(error)) from error

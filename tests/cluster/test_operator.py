@@ -31,7 +31,8 @@ from mmzero_operator.crd import CHART_CRD
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages.plan import all_stages
 from mmzero_runtime.storage.manifest import StageOutput
-from mmzero_runtime.storage.store import LocalStore
+from mmzero_runtime.storage.s3 import S3Store
+from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 
 pytestmark = pytest.mark.cluster
 
@@ -116,16 +117,23 @@ def _status(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return cluster.get_json("mmzerorun", RUN, "-n", namespace).get("status") or {}
 
 
-def _perform(store: Path, stage_name: str) -> None:
-    """What `mmzero stage` leaves behind: the stage's outputs, its manifest last."""
+def _perform(store: Path | ArtifactStore, stage_name: str) -> None:
+    """What `mmzero stage` leaves behind: the stage's outputs, its manifest last. `store` is
+    the operator's store root (a directory) or the run's S3 store."""
     stage = next(s for s in STAGES if s.name == stage_name)
-    output = StageOutput(LocalStore(store / "runs" / RUN), stage.output, stage.name)
+    target = LocalStore(store / "runs" / RUN) if isinstance(store, Path) else store
+    output = StageOutput(target, stage.output, stage.name)
     output.put_bytes("harness.txt", f"{stage.name} done by the test harness\n".encode())
     output.commit()
 
 
 def _drive(
-    cluster: Cluster, namespace: str, store: Path, until: int, seen: list[str], timeout: float = 90
+    cluster: Cluster,
+    namespace: str,
+    store: Path | ArtifactStore,
+    until: int,
+    seen: list[str],
+    timeout: float = 90,
 ) -> None:
     """Perform each stage whose Job appears, in the order they appear, until `until` are done."""
     deadline = time.monotonic() + timeout
@@ -177,6 +185,47 @@ def test_run_goes_through_every_stage_in_order_and_succeeds(
     assert 'mmzero_runs{phase="Succeeded"} 1.0' in exported
     assert 'mmzero_stage_jobs_created_total{retry="false",stage="evaluate"} 1.0' in exported
     assert "mmzero_operator_reconcile_duration_seconds_bucket" in exported
+
+
+def test_s3_run_waits_for_its_credentials_secret_then_runs_on_minio(
+    kube_cluster: Cluster, namespace: str, operator: Operator, minio_server: Any, tmp_path: Path
+) -> None:
+    minio_server.make_bucket(namespace)
+    storage = {"uri": f"s3://{namespace}/runs", "credentials_secret": "store-creds"}
+    document = json.loads(_run(namespace))
+    document["spec"]["storage"] = storage
+    kube_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(document))
+    run = kube_cluster.wait_for(
+        ["mmzerorun", RUN, "-n", namespace],
+        lambda obj: any(
+            c["type"] == "StoreReachable" and c["status"] == "False"
+            for c in (obj.get("status") or {}).get("conditions", [])
+        ),
+        "StoreReachable=False while the Secret is missing",
+    )
+    assert "Secret 'store-creds'" in run["status"]["message"]
+    assert _jobs(kube_cluster, namespace) == []  # nothing starts without knowing what is done
+
+    secret = ["create", "secret", "generic", "store-creds", "-n", namespace]
+    kube_cluster.kubectl(
+        *secret, *(f"--from-literal={k}={v}" for k, v in minio_server.env().items())
+    )
+    store = S3Store(
+        f"s3://{namespace}/runs/{RUN}",
+        endpoint=minio_server.endpoint,
+        access_key=minio_server.access_key,
+        secret_key=minio_server.secret_key,
+        root=tmp_path / "mirror",
+    )
+    seen: list[str] = []
+    _drive(kube_cluster, namespace, store, len(STAGES), seen)
+    run = _wait_phase(kube_cluster, namespace, "Succeeded")
+    assert seen == [s.name for s in STAGES]
+    conditions = {c["type"]: c["status"] for c in run["status"]["conditions"]}
+    assert conditions["StoreReachable"] == "True"
+    pod = _jobs(kube_cluster, namespace)[0]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "store-creds"}}]
+    assert minio_server.secret_key not in json.dumps(run) + json.dumps(pod)
 
 
 def test_operator_killed_mid_run_resumes_without_duplicates(

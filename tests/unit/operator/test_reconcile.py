@@ -13,6 +13,7 @@ from mmzero_operator.reconcile import (
     job_state,
     pod_fact,
     reconcile,
+    store_unavailable,
 )
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages.plan import all_stages
@@ -223,3 +224,29 @@ def test_failure_message_carries_the_pod_exit_and_its_last_lines() -> None:
                    "Job has reached the specified backoff limit", NOW, pods=(ended,))  # fmt: skip
     message = reconcile(_body(), [job], STAGES[:1], NOW + 1).status["message"]
     assert message.endswith("; pod demo-i1-propose-x1 exited 1 (Error): boom (Job demo-i1-propose)")
+
+
+def test_unreadable_store_keeps_the_phase_and_says_what_to_fix() -> None:
+    running = reconcile(_body(), [], STAGES[:2], NOW).status
+    assert {c["type"]: c["status"] for c in running["conditions"]}["StoreReachable"] == "True"
+    status = store_unavailable(_body(status=running), "Secret 'creds' is not in namespace ml", NOW)
+    assert (status["phase"], status["stagesDone"]) == ("Running", 2)
+    store = {c["type"]: c for c in status["conditions"]}["StoreReachable"]
+    assert (store["status"], store["reason"]) == ("False", "StoreUnavailable")
+    assert "Secret 'creds'" in store["message"] and "Secret 'creds'" in status["message"]
+    assert len(status["conditions"]) == len(running["conditions"])  # replaced, not added
+
+
+def test_s3_stage_pods_get_credentials_from_the_secret_and_a_scratch_mirror() -> None:
+    storage = {"uri": "s3://bucket/runs", "credentials_secret": "store-creds"}
+    body = _body(storage=storage)
+    spec = RunSpec.model_validate(body["spec"])
+    job = stage_job(body, spec, all_stages(spec)[0], 1)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "store-creds"}}]
+    assert container["command"][container["command"].index("--run-dir") + 1].endswith(
+        "/mirror/demo"
+    )
+    assert {"name": "store", "emptyDir": {}} in pod["volumes"]
+    assert "store-creds" not in str(job["metadata"]) and "env" not in container
