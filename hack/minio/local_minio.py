@@ -1,5 +1,5 @@
 """A real MinIO server on 127.0.0.1 for tests: start, stop (an outage), start again on the same
-port and data, stop for good. Built by hack/minio/build.sh; processes are supervised like the
+port and data, stop for good. Built by `hack/build-tool.sh minio`; processes are supervised like the
 control plane's (hack/cluster/supervise.py). Standard library only.
 
     python hack/minio/local_minio.py up RUN_DIR     prints the endpoint; `down RUN_DIR` stops it
@@ -102,13 +102,16 @@ class MinioServer:
 
 
 def build() -> Path:
-    """Build (or find cached) MinIO with hack/minio/build.sh; return the binary."""
+    """Build (or find cached) MinIO with `hack/build-tool.sh minio`; return the binary."""
     result = subprocess.run(
-        ["bash", str(HERE / "build.sh")], capture_output=True, text=True, check=False
+        ["bash", str(HERE.parent / "build-tool.sh"), "minio"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-        raise ClusterError(f"hack/minio/build.sh failed (exit {result.returncode}):\n{tail}")
+        raise ClusterError(f"hack/build-tool.sh minio failed (exit {result.returncode}):\n{tail}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 

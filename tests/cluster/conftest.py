@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "cluster"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py
 import cluster as local_cluster
 from cluster import Cluster, ClusterError
 

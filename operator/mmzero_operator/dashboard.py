@@ -1,0 +1,105 @@
+"""The Grafana dashboard of the chart, generated so that its queries name the metrics the code
+exports (`python -m mmzero_operator.dashboard --write charts/mmzero/dashboards/mmzero.json`; a
+test fails when the chart's copy is stale). Each panel is one PromQL query."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHART_DASHBOARD = Path("charts/mmzero/dashboards/mmzero.json")
+UID = "mmzero-overview"
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    query: str
+    legend: str
+    unit: str = "short"
+    description: str = ""
+
+
+RATE = "[$__rate_interval]"
+"""Grafana's rate window: at least four scrape intervals."""
+
+PANELS = (
+    Panel("Runs by phase", "sum by (phase) (mmzero_runs)", "{{phase}}",
+          description="Runs the operator reconciles, by phase."),
+    Panel("Stage Jobs created",
+          f"sum by (stage, retry) (increase(mmzero_stage_jobs_created_total{RATE}))",
+          "{{stage}} retry={{retry}}", description="New stage Jobs; retry=true: later attempts."),
+    Panel("Reconciles", f"sum by (result) (rate(mmzero_operator_reconcile_total{RATE}))",
+          "{{result}}", "ops"),
+    Panel("Reconcile errors",
+          f"sum by (trigger) (rate(mmzero_operator_reconcile_errors_total{RATE}))",
+          "{{trigger}}", "ops"),
+    Panel("Reconcile latency p99",
+          "histogram_quantile(0.99, sum by (le) "
+          f"(rate(mmzero_operator_reconcile_duration_seconds_bucket{RATE})))", "p99", "s"),
+    Panel("Seconds since the last reconcile",
+          "time() - max(mmzero_operator_last_reconcile_timestamp_seconds)", "age", "s",
+          "Grows without bound when the operator is stuck; its liveness probe reads the same."),
+    Panel("API requests",
+          f"sum by (verb, resource) (rate(mmzero_operator_api_requests_total{RATE}))",
+          "{{verb}} {{resource}}", "reqps"),
+)  # fmt: skip
+
+
+DATASOURCE = {
+    "name": "datasource",
+    "type": "datasource",
+    "query": "prometheus",
+    "label": "Prometheus",
+}
+
+
+def _panel(index: int, panel: Panel) -> dict[str, Any]:
+    return {
+        "id": index + 1,
+        "type": "timeseries",
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
+        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+        "targets": [{"refId": "A", "expr": panel.query, "legendFormat": panel.legend}],
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    """The dashboard model (Grafana JSON, schema 39), with a Prometheus data source variable."""
+    return {
+        "uid": UID,
+        "title": "MM-Zero",
+        "tags": ["mmzero"],
+        "schemaVersion": 39,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "templating": {"list": [DATASOURCE]},
+        "panels": [_panel(i, p) for i, p in enumerate(PANELS)],
+    }
+
+
+def render() -> str:
+    return json.dumps(dashboard(), indent=1, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="print or write the chart's Grafana dashboard")
+    parser.add_argument("--write", metavar="FILE", type=Path)
+    args = parser.parse_args(argv)
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(render())
+    else:
+        sys.stdout.write(render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
