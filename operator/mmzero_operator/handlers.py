@@ -48,6 +48,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
     settings.persistence.finalizer = f"{API_GROUP}/operator"
+    # Watch exactly the namespaces given (or all) and the CRDs present at start-up: no
+    # cluster-wide list of namespaces and CRDs, which the chart's per-namespace RBAC does not
+    # grant. The chart installs the CRD before the operator starts.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     settings.watching.connect_timeout = 5

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,3 +80,17 @@ def namespace(kube_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator
     )
     yield name
     kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """helm, built from hack/helm/go.mod by hack/build-tool.sh (cached; .ci/run builds it first)."""
+    result = subprocess.run(
+        ["bash", str(Path(__file__).resolve().parents[2] / "hack" / "build-tool.sh"), "helm"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        _unavailable(f"helm unavailable: {result.stderr.strip()[-2000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])

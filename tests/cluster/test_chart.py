@@ -1,0 +1,123 @@
+"""The Helm chart: lint and schema, its manifests accepted by the real API server, and the
+operator running a run with exactly the RBAC the chart grants (a ServiceAccount token)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# hack/cluster and tests/cluster are put on sys.path by tests/cluster/conftest.py.
+from cluster import Cluster
+from harness import STAGES, Operator, drive, run_document, wait_phase
+
+from mmzero_operator.crd import CHART_CRD
+from mmzero_operator.dashboard import CHART_DASHBOARD
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "mmzero"
+KUBE_VERSION = "1.36.0"
+
+
+def _helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(helm), *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)}: {result.stdout}{result.stderr}")
+    return result
+
+
+def _template(helm: Path, namespace: str, *sets: str) -> list[dict[str, Any]]:
+    flags = [f"--set={s}" for s in sets]
+    out = _helm(helm, "template", "r", str(CHART), "-n", namespace,
+                "--kube-version", KUBE_VERSION, *flags).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_chart_lints_and_its_schema_names_a_bad_value(helm: Path) -> None:
+    _helm(helm, "lint", str(CHART), "--strict")
+    bad = _helm(helm, "lint", str(CHART), "--set", "operator.workers=0", check=False)
+    assert bad.returncode != 0 and "/operator/workers" in bad.stdout + bad.stderr
+    unknown = _helm(helm, "lint", str(CHART), "--set", "operator.replicas=2", check=False)
+    assert unknown.returncode != 0 and "replicas" in unknown.stdout + unknown.stderr
+
+
+def test_rendered_manifests_follow_the_values(helm: Path) -> None:
+    cluster_wide = {d["kind"]: d for d in _template(helm, "mmz")}
+    assert "ClusterRole" in cluster_wide and "ServiceMonitor" not in cluster_wide
+    deployment = cluster_wide["Deployment"]["spec"]
+    assert (deployment["replicas"], deployment["strategy"]["type"]) == (1, "Recreate")
+    container = deployment["template"]["spec"]["containers"][0]
+    assert "--all-namespaces" in container["command"]
+    assert container["image"] == "mmzero/operator:0.1.0"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    dashboard = cluster_wide["ConfigMap"]["data"]["mmzero.json"]
+    assert json.loads(dashboard) == json.loads((ROOT / CHART_DASHBOARD).read_text())
+
+    scoped = _template(helm, "mmz", "operator.watchNamespaces={a,b}", "minio.enabled=true")
+    kinds = [d["kind"] for d in scoped]
+    assert "ClusterRole" not in kinds
+    assert sorted(d["metadata"]["namespace"] for d in scoped if d["kind"] == "Role") == ["a", "b"]
+    secret = next(d for d in scoped if d["kind"] == "Secret")
+    assert sorted(secret["data"]) == [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_ENDPOINT_URL",
+        "AWS_SECRET_ACCESS_KEY",
+    ]
+    endpoint = base64.b64decode(secret["data"]["AWS_ENDPOINT_URL"]).decode()
+    assert endpoint == "http://r-mmzero-minio.mmz.svc:9000"
+
+
+def test_the_api_server_accepts_every_rendered_manifest(
+    helm: Path, kube_cluster: Cluster, namespace: str
+) -> None:
+    kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
+    for values in ([], [f"operator.watchNamespaces={{{namespace}}}", "minio.enabled=true"]):
+        docs = _template(helm, namespace, *values)
+        manifest = yaml.safe_dump_all(docs)
+        kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest)
+
+
+def _token_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+    token = cluster.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_operator_runs_a_run_with_only_the_charts_rbac(
+    helm: Path, kube_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/mmzeroruns.mmzero.dev")
+    docs = _template(helm, namespace, f"operator.watchNamespaces={{{namespace}}}")
+    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(rbac))
+    account = next(d for d in rbac if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    who = f"--as=system:serviceaccount:{namespace}:{account}"
+    for verb, resource in (("delete", "jobs"), ("list", "secrets"), ("create", "pods")):
+        answer = kube_cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace, who,
+                                      check=False).stdout.strip()  # fmt: skip
+        assert answer == "no", f"the operator may {verb} {resource}"
+
+    store = tmp_path / "store"
+    kubeconfig = _token_kubeconfig(kube_cluster, namespace, account, tmp_path / "sa.kubeconfig")
+    operator = Operator(kube_cluster, namespace, store, tmp_path / "operator.log", kubeconfig)
+    operator.start()
+    try:
+        kube_cluster.kubectl("apply", "-f", "-", stdin=run_document(namespace))
+        seen: list[str] = []
+        drive(kube_cluster, namespace, store, len(STAGES), seen)
+        wait_phase(kube_cluster, namespace, "Succeeded")
+    finally:
+        operator.stop()
+    log = (tmp_path / "operator.log").read_text()
+    assert "forbidden" not in log.lower(), log[-3000:]
