@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,6 +28,8 @@ DOMAIN_ERRORS = (StageError, StoreError, ModelError, RewardError, TrainingError,
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+SERVE_TOKEN_ENV = "MMZERO_SERVE_TOKEN"
+"""Bearer token `mmzero serve` requires when set (from a Secret on a cluster)."""
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -114,6 +118,43 @@ def _render(args: argparse.Namespace) -> int:
         print(f"error: {args.svg}: {result.reason}: {result.detail}", file=sys.stderr)
         return 1
     print(f"{args.png}: {result.width}x{result.height} PNG in {result.seconds:.2f} s")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mmzero_runtime.generation.hf import HFGenerator
+    from mmzero_runtime.models.loading import load_vlm, resolve_ref
+    from mmzero_runtime.serving.server import ModelServer
+    from mmzero_runtime.storage.manifest import tree_digest
+
+    spec = load_run(args.spec).spec if args.spec else RunSpec()
+    path = resolve_ref(args.model)
+    digest = args.digest or tree_digest(path)
+    loaded = load_vlm(path, image_spec=spec.image, device=_device(args.device))
+    generator = HFGenerator(
+        loaded.model,
+        loaded.processor,
+        image_spec=spec.image,
+        max_prompt_tokens=args.max_prompt_tokens,
+        batch_size=args.batch_size,
+        model_digest=digest,
+    )
+    server = ModelServer(
+        generator,
+        host=args.host,
+        port=args.port,
+        token=os.environ.get(SERVE_TOKEN_ENV) or None,
+        max_tokens=args.max_tokens,
+        queue_size=args.queue_size,
+    )
+    server.start()
+    print(f"serving {path} ({digest}) at {server.url}/v1/chat/completions", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 
@@ -233,6 +274,21 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("png", help="output PNG file (written only on success)")
     render.add_argument("--spec", help="run file whose render limits and pixel budget to use")
     render.set_defaults(func=_render)
+
+    serve = commands.add_parser(
+        "serve", help="serve a frozen role over an OpenAI-compatible HTTP API"
+    )
+    serve.add_argument("model", help="model directory (or builtin:tiny)")
+    serve.add_argument("--digest", help="checkpoint digest to report (default: of the files)")
+    serve.add_argument("--spec", help="run file whose image settings to use")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
+    serve.add_argument("--max-prompt-tokens", type=int, default=4096)
+    serve.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens allowed")
+    serve.add_argument("--batch-size", type=int, default=16, help="sequences per model call")
+    serve.add_argument("--queue-size", type=int, default=64, help="requests waiting, then 503")
+    serve.set_defaults(func=_serve)
 
     run = commands.add_parser("run", help="run a whole MM-Zero run on this machine")
     run.add_argument("file", help="MMZeroRun YAML file")

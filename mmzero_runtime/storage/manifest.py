@@ -87,6 +87,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def tree_digest(directory: Path) -> str:
+    """Content digest of the files under `directory`, in the form of `Manifest.digest`, for a
+    checkpoint that is not in a store (`mmzero serve MODEL_DIR`)."""
+    lines = sorted(
+        f"{path.relative_to(directory).as_posix()} {sha256_file(path)}"
+        for path in directory.rglob("*")
+        if path.is_file()
+    )
+    if not lines:
+        raise ManifestError(f"{directory}: no files to digest")
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 class StageOutput:
     """Collects a stage's outputs under its prefix; `commit` writes the manifest last."""
 

@@ -1,0 +1,1 @@
+"""`mmzero serve`: a frozen role behind an OpenAI-compatible HTTP API (see `server.py`)."""

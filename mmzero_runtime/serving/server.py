@@ -1,0 +1,235 @@
+"""`mmzero serve`: one frozen role behind an OpenAI-compatible `/v1/chat/completions`.
+
+Requests wait in a bounded queue (a full queue answers 503 at once, so a client backs off
+instead of piling up); one worker thread takes what is queued, up to `batch_requests` at a
+time, and generates it in one `generate` call of the in-process backend. Each response carries
+the request id and the checkpoint digest. A bad request gets a 400 naming its field, a request
+for another checkpoint a 404, a missing or wrong bearer token a 401; the server keeps serving
+the others. Standard library HTTP only: the GPU image serves the same role with `vllm serve`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import queue
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from mmzero_runtime.generation.base import GenerationRequest, GenerationResult, Generator
+from mmzero_runtime.generation.wire import (
+    BadRequest,
+    ChatRequest,
+    decode_request,
+    encode_response,
+)
+from mmzero_runtime.spec import SamplingSpec
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 << 20
+"""Largest request body: a few images as data URLs plus the prompt."""
+
+
+@dataclass
+class _Job:
+    request_id: str
+    chat: ChatRequest
+    done: Future[GenerationResult] = field(default_factory=Future)
+
+
+class ModelServer:
+    """The HTTP server of one frozen role; `start()` serves in a background thread."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        token: str | None = None,
+        max_tokens: int = 4096,
+        queue_size: int = 64,
+        batch_requests: int = 16,
+        batch_wait_seconds: float = 0.01,
+    ) -> None:
+        self.generator = generator
+        self.token = token
+        self.max_tokens = max_tokens
+        self.batch_requests = batch_requests
+        self.batch_wait_seconds = batch_wait_seconds
+        self.pending: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
+        self.httpd = ThreadingHTTPServer((host, port), _handler(self))
+        self.httpd.daemon_threads = True
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        for target in (self._work, self.httpd.serve_forever):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("serving model=%s url=%s", self.generator.model_digest, self.url)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.pending.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def submit(self, job: _Job) -> None:
+        """Queue a job; `queue.Full` when the server is at capacity."""
+        self.pending.put_nowait(job)
+
+    def _work(self) -> None:
+        while True:
+            first = self.pending.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.batch_wait_seconds
+            while len(batch) < self.batch_requests:
+                try:
+                    job = self.pending.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if job is None:
+                    self.pending.put(None)  # stop after this batch
+                    break
+                batch.append(job)
+            self._generate(batch)
+
+    def _generate(self, batch: list[_Job]) -> None:
+        with tempfile.TemporaryDirectory(prefix="mmzero-serve-") as scratch:
+            requests = [self._request(job, Path(scratch)) for job in batch]
+            try:
+                results = self.generator.generate(requests)
+            except Exception as error:  # a backend bug fails this batch, not the server
+                log.exception("generation failed for %d request(s)", len(batch))
+                for job in batch:
+                    job.done.set_exception(error)
+                return
+        for job, result in zip(batch, results, strict=True):
+            job.done.set_result(result)
+
+    @staticmethod
+    def _request(job: _Job, scratch: Path) -> GenerationRequest:
+        paths = []
+        for index, data in enumerate(job.chat.images):
+            path = scratch / f"{job.request_id}-{index}.png"
+            path.write_bytes(data)
+            paths.append(path)
+        chat = job.chat
+        return GenerationRequest(
+            id=job.request_id,
+            messages=chat.messages,
+            images=tuple(paths),
+            n=chat.n,
+            sampling=SamplingSpec(
+                temperature=chat.temperature,
+                top_p=chat.top_p,
+                top_k=chat.top_k,
+                max_tokens=chat.max_tokens,
+            ),
+            seed=chat.seed,
+        )
+
+
+def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("%s %s", self.address_string(), format % args)
+
+        def _send(self, status: int, body: dict[str, Any], request_id: str = "") -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if request_id:
+                self.send_header("X-Request-Id", request_id)
+            if status == HTTPStatus.SERVICE_UNAVAILABLE:
+                self.send_header("Retry-After", "1")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, status: int, message: str, code: str, request_id: str = "") -> None:
+            body = {"error": {"message": message, "type": HTTPStatus(status).phrase, "code": code}}
+            self._send(status, body, request_id)
+
+        def do_GET(self) -> None:
+            digest = server.generator.model_digest
+            if self.path == "/health":
+                self._send(HTTPStatus.OK, {"status": "ready", "model": digest})
+            elif self.path == "/v1/models":
+                self._send(
+                    HTTPStatus.OK, {"object": "list", "data": [{"id": digest, "object": "model"}]}
+                )
+            else:
+                self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
+
+        def do_POST(self) -> None:
+            request_id = self.headers.get("X-Request-Id") or uuid.uuid4().hex
+            if self.path != "/v1/chat/completions":
+                self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found", request_id)
+                return
+            if server.token is not None:
+                given = self.headers.get("Authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {server.token}".encode()):
+                    self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token",
+                                "unauthorized", request_id)  # fmt: skip
+                    return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            f"body of {length} bytes is over {MAX_BODY_BYTES}", "too_large",
+                            request_id)  # fmt: skip
+                return
+            try:
+                body = json.loads(self.rfile.read(length) or b"null")
+                chat = decode_request(body, server.max_tokens)
+            except (ValueError, BadRequest) as error:
+                code = error.code if isinstance(error, BadRequest) else "invalid_json"
+                self._error(HTTPStatus.BAD_REQUEST, str(error), code, request_id)
+                return
+            digest = server.generator.model_digest
+            if body.get("model") not in (None, digest):
+                message = f"model {body['model']!r} is not served here; this one is {digest!r}"
+                self._error(HTTPStatus.NOT_FOUND, message, "model_not_found", request_id)
+                return
+            job = _Job(request_id, chat)
+            try:
+                server.submit(job)
+            except queue.Full:
+                self._error(HTTPStatus.SERVICE_UNAVAILABLE,
+                            f"server overloaded: {server.pending.maxsize} requests queued; retry",
+                            "overloaded", request_id)  # fmt: skip
+                return
+            try:
+                result = job.done.result()
+            except Exception as error:
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"generation failed: {error}",
+                            "internal", request_id)  # fmt: skip
+                return
+            if not result.ok:
+                self._error(HTTPStatus.BAD_REQUEST, result.detail, str(result.failure), request_id)
+                return
+            self._send(HTTPStatus.OK, encode_response(result, request_id, int(time.time())),
+                       request_id)  # fmt: skip
+
+    return Handler
