@@ -10,20 +10,16 @@ the others. Standard library HTTP only: the GPU image serves the same role with 
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import queue
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from mmzero_runtime.generation.base import GenerationRequest, GenerationResult, Generator
 from mmzero_runtime.generation.wire import (
@@ -32,12 +28,10 @@ from mmzero_runtime.generation.wire import (
     decode_request,
     encode_response,
 )
+from mmzero_runtime.serving.http import JsonHandler, RequestError
 from mmzero_runtime.spec import SamplingSpec
 
 log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 64 << 20
-"""Largest request body: a few images as data URLs plus the prompt."""
 
 
 @dataclass
@@ -149,87 +143,57 @@ class ModelServer:
         )
 
 
-def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
-
-        def _send(self, status: int, body: dict[str, Any], request_id: str = "") -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if request_id:
-                self.send_header("X-Request-Id", request_id)
-            if status == HTTPStatus.SERVICE_UNAVAILABLE:
-                self.send_header("Retry-After", "1")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, status: int, message: str, code: str, request_id: str = "") -> None:
-            body = {"error": {"message": message, "type": HTTPStatus(status).phrase, "code": code}}
-            self._send(status, body, request_id)
+def _handler(server: ModelServer) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        token = server.token
 
         def do_GET(self) -> None:
             digest = server.generator.model_digest
             if self.path == "/health":
-                self._send(HTTPStatus.OK, {"status": "ready", "model": digest})
+                self.send_json(HTTPStatus.OK, {"status": "ready", "model": digest})
             elif self.path == "/v1/models":
-                self._send(
-                    HTTPStatus.OK, {"object": "list", "data": [{"id": digest, "object": "model"}]}
-                )
+                models = [{"id": digest, "object": "model"}]
+                self.send_json(HTTPStatus.OK, {"object": "list", "data": models})
             else:
-                self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
+                self.not_found()
 
         def do_POST(self) -> None:
-            request_id = self.headers.get("X-Request-Id") or uuid.uuid4().hex
             if self.path != "/v1/chat/completions":
-                self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found", request_id)
-                return
-            if server.token is not None:
-                given = self.headers.get("Authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {server.token}".encode()):
-                    self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token",
-                                "unauthorized", request_id)  # fmt: skip
-                    return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                            f"body of {length} bytes is over {MAX_BODY_BYTES}", "too_large",
-                            request_id)  # fmt: skip
+                self.not_found()
                 return
             try:
-                body = json.loads(self.rfile.read(length) or b"null")
-                chat = decode_request(body, server.max_tokens)
-            except (ValueError, BadRequest) as error:
-                code = error.code if isinstance(error, BadRequest) else "invalid_json"
-                self._error(HTTPStatus.BAD_REQUEST, str(error), code, request_id)
+                result = self._complete()
+            except RequestError as error:
+                self.send_problem(error)
                 return
+            self.send_json(
+                HTTPStatus.OK, encode_response(result, self.request_id, int(time.time()))
+            )
+
+        def _complete(self) -> GenerationResult:
+            body = self.read_json()
+            try:
+                chat = decode_request(body, server.max_tokens)
+            except BadRequest as error:
+                raise RequestError(HTTPStatus.BAD_REQUEST, str(error), error.code) from None
             digest = server.generator.model_digest
             if body.get("model") not in (None, digest):
                 message = f"model {body['model']!r} is not served here; this one is {digest!r}"
-                self._error(HTTPStatus.NOT_FOUND, message, "model_not_found", request_id)
-                return
-            job = _Job(request_id, chat)
+                raise RequestError(HTTPStatus.NOT_FOUND, message, "model_not_found")
+            job = _Job(self.request_id, chat)
             try:
                 server.submit(job)
             except queue.Full:
-                self._error(HTTPStatus.SERVICE_UNAVAILABLE,
-                            f"server overloaded: {server.pending.maxsize} requests queued; retry",
-                            "overloaded", request_id)  # fmt: skip
-                return
+                raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "server overloaded: "
+                                   f"{server.pending.maxsize} requests queued; retry",
+                                   "overloaded") from None  # fmt: skip
             try:
                 result = job.done.result()
             except Exception as error:
-                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"generation failed: {error}",
-                            "internal", request_id)  # fmt: skip
-                return
+                message = f"generation failed: {error}"
+                raise RequestError(HTTPStatus.INTERNAL_SERVER_ERROR, message, "internal") from error
             if not result.ok:
-                self._error(HTTPStatus.BAD_REQUEST, result.detail, str(result.failure), request_id)
-                return
-            self._send(HTTPStatus.OK, encode_response(result, request_id, int(time.time())),
-                       request_id)  # fmt: skip
+                raise RequestError(HTTPStatus.BAD_REQUEST, result.detail, str(result.failure))
+            return result
 
     return Handler
