@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from mmzero_runtime.models.errors import ModelError
 from mmzero_runtime.rewards.errors import RewardError
@@ -122,12 +123,40 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    spec = load_run(args.spec).spec if args.spec else RunSpec()
+    token = os.environ.get(SERVE_TOKEN_ENV) or None
+    if args.render:
+        from mmzero_runtime.render import Renderer
+        from mmzero_runtime.serving.render_server import RenderServer
+
+        with Renderer(spec.render, spec.image) as renderer:
+            server = RenderServer(renderer, host=args.host, port=args.port, token=token,
+                                  queue_size=args.queue_size)  # fmt: skip
+            return _serve_until_stopped(server, "the render sandbox")
+    if not args.model:
+        print("error: name a model directory to serve, or pass --render", file=sys.stderr)
+        return EXIT_USAGE
+    return _serve_model(args, spec, token)
+
+
+def _serve_until_stopped(server: Any, what: str) -> int:
+    server.start()
+    print(f"serving {what} at {server.url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _serve_model(args: argparse.Namespace, spec: RunSpec, token: str | None) -> int:
     from mmzero_runtime.generation.hf import HFGenerator
     from mmzero_runtime.models.loading import load_vlm, resolve_ref
     from mmzero_runtime.serving.server import ModelServer
     from mmzero_runtime.storage.manifest import tree_digest
 
-    spec = load_run(args.spec).spec if args.spec else RunSpec()
     path = resolve_ref(args.model)
     digest = args.digest or tree_digest(path)
     loaded = load_vlm(path, image_spec=spec.image, device=_device(args.device))
@@ -143,19 +172,11 @@ def _serve(args: argparse.Namespace) -> int:
         generator,
         host=args.host,
         port=args.port,
-        token=os.environ.get(SERVE_TOKEN_ENV) or None,
+        token=token,
         max_tokens=args.max_tokens,
         queue_size=args.queue_size,
     )
-    server.start()
-    print(f"serving {path} ({digest}) at {server.url}/v1/chat/completions", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return _serve_until_stopped(server, f"{path} ({digest})")
 
 
 def _device(requested: str) -> str:
@@ -276,11 +297,12 @@ def _parser() -> argparse.ArgumentParser:
     render.set_defaults(func=_render)
 
     serve = commands.add_parser(
-        "serve", help="serve a frozen role over an OpenAI-compatible HTTP API"
+        "serve", help="serve a frozen role (OpenAI-compatible API), or the render sandbox"
     )
-    serve.add_argument("model", help="model directory (or builtin:tiny)")
+    serve.add_argument("model", nargs="?", help="model directory (or builtin:tiny)")
+    serve.add_argument("--render", action="store_true", help="serve the SVG render sandbox")
     serve.add_argument("--digest", help="checkpoint digest to report (default: of the files)")
-    serve.add_argument("--spec", help="run file whose image settings to use")
+    serve.add_argument("--spec", help="run file whose image and render settings to use")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")

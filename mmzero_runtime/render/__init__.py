@@ -1,8 +1,11 @@
 """SVG render sandbox: model-written SVG to an RGB PNG on white, in limited worker processes.
 
 `Renderer.render_many` renders a batch through a persistent pool; `render_file` renders one
-file for `mmzero render in.svg out.png`. Reference §4, defects §13.14 and §13.17 fixed.
+file for `mmzero render in.svg out.png`; `HTTPRenderer` sends batches to the render service
+instead (`open_renderer` picks one). Reference §4, defects §13.14 and §13.17 fixed.
 """
+
+import os
 
 from mmzero_runtime.render.errors import (
     BlockedResourceError,
@@ -13,17 +16,37 @@ from mmzero_runtime.render.errors import (
     SvgParseError,
     TooLargeError,
 )
-from mmzero_runtime.render.sandbox import Renderer, RenderResult, render_file
+from mmzero_runtime.render.remote import HTTPRenderer
+from mmzero_runtime.render.sandbox import BatchRenderer, Renderer, RenderResult, render_file
+from mmzero_runtime.spec import ImageSpec, RenderSpec
+
+RENDER_URL_ENV = "MMZERO_RENDER_URL"
+"""Base URL of the render service; set in stage pods when the cluster has one."""
+RENDER_TOKEN_ENV = "MMZERO_RENDER_TOKEN"
+
+
+def open_renderer(render: RenderSpec, image: ImageSpec, workdir: str) -> BatchRenderer:
+    """The render service named by `$MMZERO_RENDER_URL`, else a local sandbox pool."""
+    url = os.environ.get(RENDER_URL_ENV)
+    if url:
+        return HTTPRenderer(url, token=os.environ.get(RENDER_TOKEN_ENV) or None)
+    return Renderer(render, image, workdir)
+
 
 __all__ = [
+    "RENDER_TOKEN_ENV",
+    "RENDER_URL_ENV",
+    "BatchRenderer",
     "BlockedResourceError",
     "DuplicateIdError",
     "EmptyImageError",
+    "HTTPRenderer",
     "Reason",
     "RenderError",
     "RenderResult",
     "Renderer",
     "SvgParseError",
     "TooLargeError",
+    "open_renderer",
     "render_file",
 ]

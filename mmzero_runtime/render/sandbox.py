@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from mmzero_runtime.render.errors import DuplicateIdError, Reason
 from mmzero_runtime.render.rasterise import RasterJob, RasterOutcome, init_worker, rasterise
@@ -69,6 +70,20 @@ def pool_failure_reason(task: TaskResult) -> Reason:
 def _too_large_input(key: str, size: int, limit: int) -> RenderResult:
     detail = f"item {key}: SVG is {size:,} bytes, over the {limit:,}-byte limit"
     return RenderResult(key, None, "too_large", f"{detail}; write a smaller document")
+
+
+class BatchRenderer(Protocol):
+    """What stages render through: the local `Renderer` or the render service's client."""
+
+    def render_many(self, items: Sequence[tuple[str, str | bytes]]) -> list[RenderResult]:
+        """Results in input order, each carrying its item's id."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> BatchRenderer: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class Renderer:

@@ -14,7 +14,7 @@ from typing import Any
 
 from mmzero_runtime.generation.base import GenerationRequest
 from mmzero_runtime.models.procedural import HELD_OUT_OFFSET, generate_items
-from mmzero_runtime.render import Renderer
+from mmzero_runtime.render import open_renderer
 from mmzero_runtime.rewards.grading import Grader, GradeRequest
 from mmzero_runtime.roles import build_solver_messages, check_format, extract_boxed
 from mmzero_runtime.stages import keys
@@ -48,7 +48,7 @@ def run(ctx: StageContext) -> StageOutput:
     output = ctx.output()
     images = ctx.workdir / "images"
     images.mkdir(parents=True, exist_ok=True)
-    with Renderer(spec.render, spec.image, str(ctx.workdir / "render")) as renderer:
+    with open_renderer(spec.render, spec.image, str(ctx.workdir / "render")) as renderer:
         rendered = {r.id: r for r in renderer.render_many([(i.id, i.svg) for i in items])}
     questions = {}
     for item in items:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmzero_runtime.generation.base import GenerationRequest, GenerationResult, Generator, Progress
-from mmzero_runtime.render import Renderer
+from mmzero_runtime.render import BatchRenderer, open_renderer
 from mmzero_runtime.rewards.grading import Grader
 from mmzero_runtime.rewards.judgement import SolverAnswers
 from mmzero_runtime.roles import (
@@ -81,7 +81,7 @@ class RewardServices:
             purpose: open_generator(ctx, ctx.model_dir(purpose), ctx.model_digest(purpose), limit)
             for purpose, limit in frozen.items()
         }
-        self.renderer = Renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
+        self.renderer = open_renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
         self.grader = Grader(ctx.spec.grading)
 
     def __enter__(self) -> RewardServices:
@@ -111,7 +111,7 @@ class Drawing:
 
 
 def render_drawings(
-    ctx: StageContext, renderer: Renderer, texts: dict[str, str], image_dir: Path
+    ctx: StageContext, renderer: BatchRenderer, texts: dict[str, str], image_dir: Path
 ) -> dict[str, Drawing]:
     """Extract and render each Coder response; PNGs go to `image_dir/<id>.png`."""
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +149,7 @@ def coder_requests(
 def draw(
     ctx: StageContext,
     coder: Generator,
-    renderer: Renderer,
+    renderer: BatchRenderer,
     proposals: dict[str, Proposal],
     *,
     n: int,

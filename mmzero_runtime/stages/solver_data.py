@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from mmzero_runtime.filters import solver_data_filter
-from mmzero_runtime.render import Renderer
+from mmzero_runtime.render import open_renderer
 from mmzero_runtime.rewards.grading import Grader, GradeTable
 from mmzero_runtime.rewards.labels import SolverCandidate, label_grade_requests, label_items
 from mmzero_runtime.stages import keys
@@ -28,7 +28,7 @@ def run(ctx: StageContext) -> StageOutput:
         ctx, ctx.model_dir("coder"), coder_digest, spec.roles.coder.max_prompt_tokens
     )
     images = ctx.workdir / "images"
-    with Renderer(spec.render, spec.image, str(ctx.workdir / "render")) as renderer:
+    with open_renderer(spec.render, spec.image, str(ctx.workdir / "render")) as renderer:
         drawings = draw(
             ctx,
             coder,
