@@ -129,7 +129,8 @@ def _serve(args: argparse.Namespace) -> int:
         from mmzero_runtime.render import Renderer
         from mmzero_runtime.serving.render_server import RenderServer
 
-        with Renderer(spec.render, spec.image) as renderer:
+        render = spec.render.model_copy(update={"workers": args.workers or spec.render.workers})
+        with Renderer(render, spec.image) as renderer:
             server = RenderServer(renderer, host=args.host, port=args.port, token=token,
                                   queue_size=args.queue_size)  # fmt: skip
             return _serve_until_stopped(server, "the render sandbox")
@@ -301,6 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("model", nargs="?", help="model directory (or builtin:tiny)")
     serve.add_argument("--render", action="store_true", help="serve the SVG render sandbox")
+    serve.add_argument("--workers", type=int, help="render worker processes (default: cores)")
     serve.add_argument("--digest", help="checkpoint digest to report (default: of the files)")
     serve.add_argument("--spec", help="run file whose image and render settings to use")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -93,6 +93,21 @@ def _run_dir(spec: RunSpec, run: str) -> str:
     return f"{STORE_MOUNT}/{uri.strip('/')}/{run}"
 
 
+STAGE_ENV_NAMES = ("MMZERO_RENDER_URL",)
+"""Operator environment passed on to every stage pod: where the cluster's shared services are
+(the chart sets the render service's URL)."""
+
+
+def with_stage_env(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """`job` with `env` added to its stage container (the operator's view of the cluster)."""
+    if env:
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        container.setdefault("env", []).extend(
+            {"name": name, "value": value} for name, value in sorted(env.items())
+        )
+    return job
+
+
 def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -> dict[str, Any]:
     """The Job of one attempt of `stage`."""
     run = body["metadata"]["name"]

@@ -30,7 +30,13 @@ from kubernetes.client.exceptions import ApiException
 
 from mmzero_operator import metrics
 from mmzero_operator import reconcile as core
-from mmzero_operator.children import LABEL_RUN, MANAGED_BY, spec_config_name
+from mmzero_operator.children import (
+    LABEL_RUN,
+    MANAGED_BY,
+    STAGE_ENV_NAMES,
+    spec_config_name,
+    with_stage_env,
+)
 from mmzero_operator.crd import PLURAL, VERSION
 from mmzero_operator.store import StoreUnavailable, done_stages
 from mmzero_runtime.spec import API_GROUP, RunSpec
@@ -207,8 +213,9 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
     decision = core.reconcile(body, jobs, done, time.time())
     if decision.config_map is not None:
         _sync_config_map(namespace, decision.config_map)
+    stage_env = {name: os.environ[name] for name in STAGE_ENV_NAMES if os.environ.get(name)}
     for obj in decision.create:
-        _create(namespace, obj)
+        _create(namespace, with_stage_env(obj, stage_env))
     _set_suspend(namespace, decision.suspend, True)
     _set_suspend(namespace, decision.resume, False)
     if _changed(body.get("status") or {}, decision.status):

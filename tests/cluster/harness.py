@@ -37,6 +37,7 @@ class Operator:
         store: Path,
         log: Path,
         kubeconfig: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         with socket.socket() as probe:  # a free loopback port for /metrics
             probe.bind(("127.0.0.1", 0))
@@ -51,6 +52,7 @@ class Operator:
             "MMZERO_STORE_ROOT": str(store),
             "MMZERO_RECONCILE_SECONDS": "2",
             "MMZERO_METRICS_PORT": str(self.metrics_port),
+            **(env or {}),
         }
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None

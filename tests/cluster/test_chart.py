@@ -14,7 +14,7 @@ import yaml
 
 # hack/cluster and tests/cluster are put on sys.path by tests/cluster/conftest.py.
 from cluster import Cluster
-from harness import STAGES, Operator, drive, run_document, wait_phase
+from harness import STAGES, Operator, drive, run_document, run_jobs, wait_phase
 
 from mmzero_operator.crd import CHART_CRD
 from mmzero_operator.dashboard import CHART_DASHBOARD
@@ -49,14 +49,27 @@ def test_chart_lints_and_its_schema_names_a_bad_value(helm: Path) -> None:
 
 
 def test_rendered_manifests_follow_the_values(helm: Path) -> None:
-    cluster_wide = {d["kind"]: d for d in _template(helm, "mmz")}
+    docs = _template(helm, "mmz")
+    cluster_wide = {d["kind"]: d for d in docs}
     assert "ClusterRole" in cluster_wide and "ServiceMonitor" not in cluster_wide
-    deployment = cluster_wide["Deployment"]["spec"]
+    named = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    deployment = named["r-mmzero-operator"]["spec"]
     assert (deployment["replicas"], deployment["strategy"]["type"]) == (1, "Recreate")
     container = deployment["template"]["spec"]["containers"][0]
     assert "--all-namespaces" in container["command"]
     assert container["image"] == "mmzero/operator:0.1.0"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MMZERO_RENDER_URL"] == "http://r-mmzero-render.mmz.svc:8001"
+    render = named["r-mmzero-render"]["spec"]["template"]["spec"]
+    assert render["automountServiceAccountToken"] is False
+    assert render["securityContext"]["runAsNonRoot"] is True
+    (sandbox,) = render["containers"]
+    assert sandbox["securityContext"]["readOnlyRootFilesystem"] is True
+    assert sandbox["command"][:3] == ["mmzero", "serve", "--render"]
+    assert set(sandbox["resources"]["limits"]) == {"cpu", "memory"}  # and no GPU
+    policy = cluster_wide["NetworkPolicy"]["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []
     dashboard = cluster_wide["ConfigMap"]["data"]["mmzero.json"]
     assert json.loads(dashboard) == json.loads((ROOT / CHART_DASHBOARD).read_text())
 
@@ -110,7 +123,13 @@ def test_operator_runs_a_run_with_only_the_charts_rbac(
 
     store = tmp_path / "store"
     kubeconfig = _token_kubeconfig(kube_cluster, namespace, account, tmp_path / "sa.kubeconfig")
-    operator = Operator(kube_cluster, namespace, store, tmp_path / "operator.log", kubeconfig)
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"]
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    operator_env = {e["name"]: e["value"] for e in container["env"]}
+    operator = Operator(kube_cluster, namespace, store, tmp_path / "operator.log", kubeconfig,
+                        env=operator_env)  # fmt: skip
     operator.start()
     try:
         kube_cluster.kubectl("apply", "-f", "-", stdin=run_document(namespace))
@@ -119,5 +138,11 @@ def test_operator_runs_a_run_with_only_the_charts_rbac(
         wait_phase(kube_cluster, namespace, "Succeeded")
     finally:
         operator.stop()
+    for job in run_jobs(kube_cluster, namespace):  # stage pods render through the service
+        stage_env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert {
+            "name": "MMZERO_RENDER_URL",
+            "value": operator_env["MMZERO_RENDER_URL"],
+        } in stage_env
     log = (tmp_path / "operator.log").read_text()
     assert "forbidden" not in log.lower(), log[-3000:]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmzero_operator.children import EXIT_USAGE, GPU, QUEUE_LABEL, job_name, stage_job
+from mmzero_operator.children import (
+    EXIT_USAGE,
+    GPU,
+    QUEUE_LABEL,
+    job_name,
+    stage_job,
+    with_stage_env,
+)
 from mmzero_operator.reconcile import (
     Decision,
     JobState,
@@ -250,3 +257,14 @@ def test_s3_stage_pods_get_credentials_from_the_secret_and_a_scratch_mirror() ->
     )
     assert {"name": "store", "emptyDir": {}} in pod["volumes"]
     assert "store-creds" not in str(job["metadata"]) and "env" not in container
+
+
+def test_stage_pods_get_the_operators_service_addresses() -> None:
+    body = _body()
+    spec = RunSpec.model_validate(body["spec"])
+    job = with_stage_env(stage_job(body, spec, all_stages(spec)[0], 1),
+                         {"MMZERO_RENDER_URL": "http://render:8001"})  # fmt: skip
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "MMZERO_RENDER_URL", "value": "http://render:8001"}]
+    untouched = with_stage_env(stage_job(body, spec, all_stages(spec)[0], 1), {})
+    assert "env" not in untouched["spec"]["template"]["spec"]["containers"][0]
