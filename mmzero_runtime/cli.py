@@ -156,10 +156,11 @@ def _serve_model(args: argparse.Namespace, spec: RunSpec, token: str | None) -> 
     from mmzero_runtime.generation.hf import HFGenerator
     from mmzero_runtime.models.loading import load_vlm, resolve_ref
     from mmzero_runtime.serving.server import ModelServer
+    from mmzero_runtime.stages.keys import MODEL_DIR
     from mmzero_runtime.storage.manifest import tree_digest
 
     path = resolve_ref(args.model)
-    digest = args.digest or tree_digest(path)
+    digest = args.digest or tree_digest(path, MODEL_DIR)  # as the run manifest records it
     loaded = load_vlm(path, image_spec=spec.image, device=_device(args.device))
     generator = HFGenerator(
         loaded.model,
@@ -178,6 +179,32 @@ def _serve_model(args: argparse.Namespace, spec: RunSpec, token: str | None) -> 
         queue_size=args.queue_size,
     )
     return _serve_until_stopped(server, f"{path} ({digest})")
+
+
+def _run_store(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(run, store) of the run file `--spec`, at `--run-dir` or where the spec says."""
+    from mmzero_runtime.stages.runner import open_store, run_dir
+
+    run = load_run(args.spec)
+    return run, open_store(run, Path(args.run_dir) if args.run_dir else run_dir(run))
+
+
+def _import(args: argparse.Namespace) -> int:
+    from mmzero_runtime.stages.transfer import import_base_model
+
+    run, store = _run_store(args)
+    manifest = import_base_model(run, store, Path(args.model))
+    print(f"base model of run {run.metadata.name}: {manifest.digest('model')} in {store}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mmzero_runtime.stages.transfer import export_checkpoint
+
+    run, store = _run_store(args)
+    key, digest = export_checkpoint(run, store, args.role, args.iteration, Path(args.out))
+    print(f"{key} ({digest}) written to {args.out}; serve it with `vllm serve {args.out}`")
+    return 0
 
 
 def _device(requested: str) -> str:
@@ -303,7 +330,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("model", nargs="?", help="model directory (or builtin:tiny)")
     serve.add_argument("--render", action="store_true", help="serve the SVG render sandbox")
     serve.add_argument("--workers", type=int, help="render worker processes (default: cores)")
-    serve.add_argument("--digest", help="checkpoint digest to report (default: of the files)")
+    serve.add_argument(
+        "--digest",
+        help="checkpoint digest to report (default: as a run manifest gives it)",
+    )
     serve.add_argument("--spec", help="run file whose image and render settings to use")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000)
@@ -313,6 +343,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-size", type=int, default=16, help="sequences per model call")
     serve.add_argument("--queue-size", type=int, default=64, help="requests waiting, then 503")
     serve.set_defaults(func=_serve)
+
+    imports = commands.add_parser("import", help="store a local model as a run's base model")
+    imports.add_argument("model", help="Hugging Face model directory (save_pretrained layout)")
+    imports.add_argument("--spec", required=True, help="the run's MMZeroRun file")
+    imports.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
+    imports.set_defaults(func=_import)
+
+    export = commands.add_parser(
+        "export", help="write a role's checkpoint as a plain Hugging Face directory"
+    )
+    export.add_argument("out", help="new directory to write")
+    export.add_argument("--spec", required=True, help="the run's MMZeroRun file")
+    export.add_argument("--role", required=True, choices=["proposer", "coder", "solver"])
+    export.add_argument("--iteration", type=int, help="after this iteration (default: latest)")
+    export.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
+    export.set_defaults(func=_export)
 
     run = commands.add_parser("run", help="run a whole MM-Zero run on this machine")
     run.add_argument("file", help="MMZeroRun YAML file")

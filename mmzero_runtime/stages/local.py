@@ -24,7 +24,8 @@ from mmzero_runtime.spec import MUTABLE_AFTER_START, MMZeroRun, load_run, parse_
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.keys import BASE_MODEL, RUN_FILE, RUN_MANIFEST
 from mmzero_runtime.stages.plan import STAGE_KINDS, Stage, all_stages, plan
-from mmzero_runtime.stages.runner import import_base_model, open_store, versions
+from mmzero_runtime.stages.runner import open_store, versions
+from mmzero_runtime.stages.transfer import import_base_model
 from mmzero_runtime.storage.manifest import read_manifest
 from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 

@@ -52,20 +52,6 @@ def find_stage(run: MMZeroRun, kind: StageKind, iteration: int) -> Stage:
     )
 
 
-def import_base_model(run: MMZeroRun, store: ArtifactStore) -> Manifest:
-    """Copy `spec.model` into the store as the base model, once (`base/MANIFEST.json`)."""
-    existing = read_manifest(store, "base")
-    if existing is not None:
-        return existing
-    from mmzero_runtime.models.loading import resolve_ref
-
-    source = resolve_ref(run.spec.model)
-    output = StageOutput(store, "base", "base")
-    log.info("importing base model source=%s", source)
-    output.put_tree(keys.MODEL_DIR, source)
-    return output.commit({"stage": "base", "source": run.spec.model, "versions": versions()})
-
-
 def _check_inputs(run: MMZeroRun, store: ArtifactStore, stage: Stage) -> None:
     prefixes = {keys.producer_prefix(key) for _, key in stage.inputs}
     for prefix in sorted(prefixes):

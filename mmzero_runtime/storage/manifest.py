@@ -87,11 +87,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_digest(directory: Path) -> str:
-    """Content digest of the files under `directory`, in the form of `Manifest.digest`, for a
-    checkpoint that is not in a store (`mmzero serve MODEL_DIR`)."""
+def tree_digest(directory: Path, under: str = "") -> str:
+    """Content digest of the files under `directory`, as `Manifest.digest(under)` gives it once
+    they are stored as `under/<relative path>`: for a checkpoint outside a store
+    (`mmzero serve MODEL_DIR`, `mmzero import`)."""
+    prefix = f"{under.rstrip('/')}/" if under else ""
     lines = sorted(
-        f"{path.relative_to(directory).as_posix()} {sha256_file(path)}"
+        f"{prefix}{path.relative_to(directory).as_posix()} {sha256_file(path)}"
         for path in directory.rglob("*")
         if path.is_file()
     )

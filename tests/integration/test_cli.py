@@ -148,7 +148,7 @@ def test_serve_answers_on_http_with_the_checkpoints_digest(tiny_vlm_dir: Path) -
             except OSError:
                 assert time.monotonic() < deadline, "mmzero serve did not become ready"
                 time.sleep(0.3)
-        digest = tree_digest(tiny_vlm_dir)
+        digest = tree_digest(tiny_vlm_dir, "model")
         client = HTTPGenerator(f"http://127.0.0.1:{port}", model_digest=digest)
         sampling = SamplingSpec(temperature=1.0, max_tokens=4)
         request = GenerationRequest("r", build_proposer_messages("maps"), (), 2, sampling, 5)

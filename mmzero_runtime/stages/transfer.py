@@ -1,0 +1,98 @@
+"""Models in and out of a run's store: `mmzero import` puts a local Hugging Face checkpoint in
+as the base model; `mmzero export` writes any role's checkpoint of any iteration out as a plain
+Hugging Face directory (config, weights, tokenizer, processor), ready for `vllm serve`. Both
+check content digests, so what leaves is exactly what the run trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from mmzero_runtime.spec import MMZeroRun
+from mmzero_runtime.stages import keys
+from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.runner import versions
+from mmzero_runtime.storage.manifest import (
+    Manifest,
+    StageOutput,
+    read_manifest,
+    tree_digest,
+    verify,
+)
+from mmzero_runtime.storage.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+def import_base_model(run: MMZeroRun, store: ArtifactStore, source: Path | None = None) -> Manifest:
+    """Copy `source` (default: `spec.model`) into the store as the base model, once
+    (`base/MANIFEST.json`); a different model for a run that has one is refused."""
+    from mmzero_runtime.models.loading import check_config, resolve_ref
+
+    existing = read_manifest(store, "base")
+    if existing is not None:
+        stored = existing.digest(keys.MODEL_DIR)
+        if source is not None and stored != tree_digest(source, keys.MODEL_DIR):
+            raise StageError(
+                f"run {run.metadata.name} already has a base model ({existing.meta.get('source')}"
+                f", {stored}); a run keeps its base model: import the new one into a new run "
+                "(another metadata.name)"
+            )
+        return existing
+    path = source or resolve_ref(run.spec.model)
+    check_config(path)  # a text-only or unsupported model is refused before anything is stored
+    output = StageOutput(store, "base", "base")
+    log.info("importing base model source=%s", path)
+    output.put_tree(keys.MODEL_DIR, path)
+    origin = str(source) if source is not None else run.spec.model
+    return output.commit({"stage": "base", "source": origin, "versions": versions()})
+
+
+def latest_checkpoint(run: MMZeroRun, store: ArtifactStore, role: keys.Role) -> int:
+    """The last iteration whose GRPO stage of `role` has finished (0: only the base model)."""
+    done = [
+        i for i in range(1, run.spec.iterations + 1)
+        if read_manifest(store, keys.stage_prefix(i, f"{role}-grpo")) is not None
+    ]  # fmt: skip
+    return max(done, default=0)
+
+
+def export_checkpoint(
+    run: MMZeroRun, store: ArtifactStore, role: keys.Role, iteration: int | None, out: Path
+) -> tuple[str, str]:
+    """Write the checkpoint of `role` after `iteration` (default: the latest) to `out`, a new
+    directory; return (artifact key, digest). Every file is checked against its manifest."""
+    if out.exists() and any(out.iterdir()):
+        raise StageError(f"{out} exists and is not empty; export into a new directory")
+    iteration = latest_checkpoint(run, store, role) if iteration is None else iteration
+    key = keys.checkpoint_key(role, iteration)
+    prefix = keys.producer_prefix(key)
+    if read_manifest(store, prefix) is None:
+        raise StageError(
+            f"run {run.metadata.name}: no {role} checkpoint after iteration {iteration} "
+            f"({prefix} has not finished); `mmzero status` shows what has"
+        )
+    manifest = verify(store, prefix)
+    source = store.path(key)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    try:
+        for name in sorted(manifest.files):
+            if name.startswith(f"{keys.MODEL_DIR}/"):
+                target = staging / name.removeprefix(f"{keys.MODEL_DIR}/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source / name.removeprefix(f"{keys.MODEL_DIR}/"), target)
+        digest = manifest.digest(keys.MODEL_DIR)
+        if tree_digest(staging, keys.MODEL_DIR) != digest:
+            raise StageError(f"{key}: the exported files do not match the manifest; retry")
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("exported checkpoint key=%s digest=%s to=%s", key, digest, out)
+    return key, digest
