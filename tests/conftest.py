@@ -55,3 +55,44 @@ def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server = minio.up(tmp_path_factory.mktemp("minio"), Path(str(_minio_build["binary"])))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def spawn_server() -> Iterator[Any]:
+    """`spawn_server(*mmzero_args, env=None) -> url`: runs `mmzero <args> --port <free>` (a
+    `serve` command) as a process, returns once its /health answers; stopped at session end."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(*args: str, env: dict[str, str] | None = None) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "mmzero_runtime.cli", *args, "--port", str(port)]
+        process = subprocess.Popen(
+            command, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                pytest.fail(f"mmzero {' '.join(args)} exited: {output[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                return url
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mmzero {' '.join(args)} did not answer /health in 120 s")
+                time.sleep(0.2)
+
+    yield spawn
+    for process in processes:
+        process.terminate()
+        process.wait(30)

@@ -11,11 +11,8 @@ too long) fails alone, as with the in-process backend.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -32,6 +29,7 @@ from mmzero_runtime.generation.base import (
 from mmzero_runtime.generation.errors import FailureReason, ImageReadError, ResultMismatchError
 from mmzero_runtime.generation.images import load_image
 from mmzero_runtime.generation.wire import decode_samples, encode_request
+from mmzero_runtime.httpclient import ServiceUnavailable, post_json
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,6 @@ _ITEM_FAILURES: dict[str, FailureReason] = {
     "image_missing": "image_missing",
     "image_unreadable": "image_unreadable",
 }
-_RETRIED = {502, 503, 504}
 
 
 class GenerationServerError(RuntimeError):
@@ -154,38 +151,18 @@ class HTTPGenerator:
         return GenerationResult(request.id, (), 0, self._digest, failure=reason, detail=detail)
 
     def _post(self, request_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON body), retrying connection failures and 502/503/504."""
-        data = json.dumps(body).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Request-Id": f"{request_id}-{uuid.uuid4().hex[:8]}",
-        }
+        """(HTTP status, JSON body); a busy or unreachable server is waited out, then stops."""
+        headers = {"X-Request-Id": f"{request_id}-{uuid.uuid4().hex[:8]}"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.5
-        while True:
-            call = urllib.request.Request(
-                f"{self.base_url}/v1/chat/completions", data=data, headers=headers, method="POST"
+        try:
+            return post_json(
+                f"{self.base_url}/v1/chat/completions",
+                body,
+                headers=headers,
+                timeout_seconds=self.timeout_seconds,
+                retry_seconds=self.retry_seconds,
+                service="the frozen-role server (its pod and log)",
             )
-            try:
-                with urllib.request.urlopen(call, timeout=self.timeout_seconds) as response:
-                    return response.status, json.loads(response.read())
-            except urllib.error.HTTPError as error:
-                if error.code not in _RETRIED:
-                    try:
-                        return error.code, json.loads(error.read())
-                    except ValueError:
-                        return error.code, {"error": {"message": error.reason}}
-                problem = f"HTTP {error.code}"
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-                problem = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
-            if time.monotonic() + delay > deadline:
-                raise GenerationServerError(
-                    f"{self}: no answer for {self.retry_seconds:.0f} s (last: {problem}); check "
-                    "the frozen-role server (its pod and log), then rerun the stage: finished "
-                    "stages are kept"
-                )
-            log.warning("model server busy or down, retrying in %.1f s: %s", delay, problem)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        except ServiceUnavailable as error:
+            raise GenerationServerError(f"{self}: {error}") from None

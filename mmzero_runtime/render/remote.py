@@ -10,19 +10,13 @@ retries a busy (503) or unreachable service with backoff for `retry_seconds`.
 from __future__ import annotations
 
 import base64
-import json
-import logging
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Sequence
 from typing import Any, get_args
 
+from mmzero_runtime.httpclient import ServiceUnavailable, post_json
 from mmzero_runtime.render.errors import Reason, RenderError
 from mmzero_runtime.render.sandbox import RenderResult
-
-log = logging.getLogger(__name__)
 
 REASONS = frozenset(get_args(Reason))
 MAX_BATCH = 256
@@ -104,30 +98,25 @@ class HTTPRenderer:
         return results
 
     def _post(self, body: dict[str, Any]) -> Any:
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "X-Request-Id": uuid.uuid4().hex}
+        headers = {"X-Request-Id": uuid.uuid4().hex}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.5
-        while True:
-            call = urllib.request.Request(f"{self.base_url}/v1/render", data, headers)
-            try:
-                with urllib.request.urlopen(call, timeout=self.timeout_seconds) as response:
-                    return json.loads(response.read())
-            except urllib.error.HTTPError as error:
-                if error.code not in (502, 503, 504):
-                    said = error.read()[:300].decode("utf-8", "replace")
-                    raise RenderServiceError(f"{self}: HTTP {error.code}: {said}") from None
-                problem = f"HTTP {error.code}"
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-                problem = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
-            if time.monotonic() + delay > deadline:
-                raise RenderServiceError(
-                    f"{self}: no answer for {self.retry_seconds:.0f} s (last: {problem}); check "
-                    "the render service (its pods and log), then rerun the stage: finished "
-                    "stages are kept"
-                )
-            log.warning("render service busy or down, retrying in %.1f s: %s", delay, problem)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        try:
+            status, answer = post_json(
+                f"{self.base_url}/v1/render",
+                body,
+                headers=headers,
+                timeout_seconds=self.timeout_seconds,
+                retry_seconds=self.retry_seconds,
+                service="the render service (its pods and log)",
+            )
+        except ServiceUnavailable as error:
+            raise RenderServiceError(f"{self}: {error}") from None
+        if status != 200:
+            said = (
+                answer.get("error", {}).get("message", answer)
+                if isinstance(answer, dict)
+                else answer
+            )
+            raise RenderServiceError(f"{self}: HTTP {status}: {said}")
+        return answer

@@ -11,13 +11,12 @@ fails when it is stale.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mmzero_operator.generated import print_or_write
 from mmzero_runtime import spec as spec_module
 from mmzero_runtime.spec import API_GROUP, KIND, MUTABLE_AFTER_START, RunSpec
 
@@ -235,15 +234,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="print or write the MMZeroRun CRD")
-    parser.add_argument("--write", type=Path, help=f"write to this file (the chart's: {CHART_CRD})")
-    args = parser.parse_args(argv)
-    if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(render())
-    else:
-        sys.stdout.write(render())
-    return 0
+    return print_or_write(render(), "MMZeroRun CRD", CHART_CRD, argv)
 
 
 if __name__ == "__main__":

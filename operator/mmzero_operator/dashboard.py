@@ -4,12 +4,13 @@ test fails when the chart's copy is stale). Each panel is one PromQL query."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mmzero_operator.generated import print_or_write
 
 CHART_DASHBOARD = Path("charts/mmzero/dashboards/mmzero.json")
 UID = "mmzero-overview"
@@ -90,15 +91,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="print or write the chart's Grafana dashboard")
-    parser.add_argument("--write", metavar="FILE", type=Path)
-    args = parser.parse_args(argv)
-    if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(render())
-    else:
-        sys.stdout.write(render())
-    return 0
+    return print_or_write(render(), "chart's Grafana dashboard", CHART_DASHBOARD, argv)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,39 +122,19 @@ def test_plan_refuses_a_spec_whose_pods_exceed_their_gpus(
     assert "i1-proposer-grpo trainer:proposer:" in result.stderr
 
 
-def test_serve_answers_on_http_with_the_checkpoints_digest(tiny_vlm_dir: Path) -> None:
-    import socket
-    import time
-    import urllib.request
-
+def test_serve_answers_on_http_with_the_checkpoints_digest(
+    tiny_vlm_dir: Path, spawn_server: Any
+) -> None:
     from mmzero_runtime.generation import GenerationRequest
     from mmzero_runtime.generation.http import HTTPGenerator
     from mmzero_runtime.roles import build_proposer_messages
     from mmzero_runtime.spec import SamplingSpec
     from mmzero_runtime.storage.manifest import tree_digest
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "mmzero_runtime.cli", "serve", str(tiny_vlm_dir),
-               "--port", str(port), "--device", "cpu", "--max-tokens", "16"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mmzero serve did not become ready"
-                time.sleep(0.3)
-        digest = tree_digest(tiny_vlm_dir, "model")
-        client = HTTPGenerator(f"http://127.0.0.1:{port}", model_digest=digest)
-        sampling = SamplingSpec(temperature=1.0, max_tokens=4)
-        request = GenerationRequest("r", build_proposer_messages("maps"), (), 2, sampling, 5)
-        (result,) = client.generate([request])
-        assert result.ok and len(result.samples) == 2 and result.model_digest == digest
-    finally:
-        server.terminate()
-        server.wait(30)
+    url = spawn_server("serve", str(tiny_vlm_dir), "--device", "cpu", "--max-tokens", "16")
+    digest = tree_digest(tiny_vlm_dir, "model")
+    client = HTTPGenerator(url, model_digest=digest)
+    sampling = SamplingSpec(temperature=1.0, max_tokens=4)
+    request = GenerationRequest("r", build_proposer_messages("maps"), (), 2, sampling, 5)
+    (result,) = client.generate([request])
+    assert result.ok and len(result.samples) == 2 and result.model_digest == digest

@@ -5,15 +5,10 @@ service is gone."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,27 +34,8 @@ GOOD = (
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "mmzero_runtime.cli", "serve", "--render",
-               "--port", str(port)]  # fmt: skip
-    env = {**os.environ, "MMZERO_SERVE_TOKEN": TOKEN}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the render service did not start"
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(30)
+def service(spawn_server: Any) -> str:
+    return str(spawn_server("serve", "--render", env={"MMZERO_SERVE_TOKEN": TOKEN}))
 
 
 def test_service_renders_exactly_as_the_local_sandbox(service: str) -> None:
