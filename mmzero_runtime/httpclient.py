@@ -24,7 +24,8 @@ def post_json(
     url: str,
     body: dict[str, Any],
     *,
-    headers: dict[str, str],
+    token: str | None,
+    request_id: str,
     timeout_seconds: float,
     retry_seconds: float,
     service: str,
@@ -32,10 +33,13 @@ def post_json(
     """(HTTP status, decoded JSON body or {"error": {"message": ...}} when it is not JSON).
     `service` names what to check in the error: "the render service (its pods and log)"."""
     data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     deadline = time.monotonic() + retry_seconds
     delay = 0.5
     while True:
-        call = urllib.request.Request(url, data, {"Content-Type": "application/json", **headers})
+        call = urllib.request.Request(url, data, headers)
         try:
             with urllib.request.urlopen(call, timeout=timeout_seconds) as response:
                 return response.status, json.loads(response.read())

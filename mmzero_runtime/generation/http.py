@@ -152,14 +152,12 @@ class HTTPGenerator:
 
     def _post(self, request_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON body); a busy or unreachable server is waited out, then stops."""
-        headers = {"X-Request-Id": f"{request_id}-{uuid.uuid4().hex[:8]}"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
         try:
             return post_json(
                 f"{self.base_url}/v1/chat/completions",
                 body,
-                headers=headers,
+                token=self.token,
+                request_id=f"{request_id}-{uuid.uuid4().hex[:8]}",
                 timeout_seconds=self.timeout_seconds,
                 retry_seconds=self.retry_seconds,
                 service="the frozen-role server (its pod and log)",

@@ -98,14 +98,12 @@ class HTTPRenderer:
         return results
 
     def _post(self, body: dict[str, Any]) -> Any:
-        headers = {"X-Request-Id": uuid.uuid4().hex}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
         try:
             status, answer = post_json(
                 f"{self.base_url}/v1/render",
                 body,
-                headers=headers,
+                token=self.token,
+                request_id=uuid.uuid4().hex,
                 timeout_seconds=self.timeout_seconds,
                 retry_seconds=self.retry_seconds,
                 service="the render service (its pods and log)",
