@@ -29,6 +29,8 @@ DOMAIN_ERRORS = (StageError, StoreError, ModelError, RewardError, TrainingError,
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+METRICS_PORT_ENV = "MMZERO_METRICS_PORT"
+"""Port of a stage process's Prometheus `/metrics` (the operator sets it in stage pods)."""
 SERVE_TOKEN_ENV = "MMZERO_SERVE_TOKEN"
 """Bearer token `mmzero serve` requires when set (from a Secret on a cluster)."""
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -240,6 +242,9 @@ def _stage(args: argparse.Namespace) -> int:
 
     run = load_run(args.spec)
     directory = Path(args.run_dir) if args.run_dir else run_dir(run)
+    from mmzero_runtime import metrics as prometheus
+
+    prometheus.serve(int(os.environ.get(METRICS_PORT_ENV) or 0))
     logs = directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(logs / f"i{args.iteration}-{args.kind}.log")

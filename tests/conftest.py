@@ -96,3 +96,93 @@ def spawn_server() -> Iterator[Any]:
     for process in processes:
         process.terminate()
         process.wait(30)
+
+
+class Prometheus:
+    """A real Prometheus (Debian's package) scraping `targets` every second on 127.0.0.1."""
+
+    def __init__(self, directory: Path, targets: dict[str, tuple[str, dict[str, str]]]) -> None:
+        import socket
+        import subprocess
+
+        import yaml
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        jobs = [
+            {"job_name": job, "scrape_interval": "1s",
+             "static_configs": [{"targets": [target], "labels": labels}]}
+            for job, (target, labels) in targets.items()
+        ]  # fmt: skip
+        directory.mkdir(parents=True, exist_ok=True)
+        config = directory / "prometheus.yml"
+        config.write_text(
+            yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": jobs})
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=(directory / "prometheus.log").open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("Prometheus did not become ready")
+                time.sleep(0.2)
+
+    def query_range(self, expr: str, start: float, end: float, step: str = "2s") -> Any:
+        """The API's `data` of a range query; raises AssertionError with Prometheus's error."""
+        import json
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        query = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": step})
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/query_range?{query}", timeout=30) as r:
+                return json.loads(r.read())["data"]
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"{expr}: {json.loads(error.read()).get('error')}") from None
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> None:
+    """Prometheus from Debian (`.ci/run` installs it): a failure under CI=true, else a skip."""
+    import shutil
+
+    if shutil.which("prometheus") is None:
+        reason = "prometheus is not installed (apt-get install prometheus)"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def start_prometheus(prometheus_binary: None) -> Iterator[Any]:
+    """`start_prometheus(directory, {job: (host:port, labels)}) -> Prometheus`, stopped at the
+    end of the session."""
+    started: list[Prometheus] = []
+
+    def start(directory: Path, targets: dict[str, tuple[str, dict[str, str]]]) -> Prometheus:
+        started.append(Prometheus(directory, targets))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()

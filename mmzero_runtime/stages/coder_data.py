@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.filters import coder_data_filter
 from mmzero_runtime.render import open_renderer
 from mmzero_runtime.roles import Proposal
@@ -48,6 +49,7 @@ def run(ctx: StageContext) -> StageOutput:
     ctx.ledger.check(ctx.spec.grading.max_failure_share)
     renders = {pid: [d.rendered for d in ds] for pid, ds in drawings.items()}
     report = coder_data_filter(renders, spec=filters)
+    prometheus.observe_filter("coder_data", len(report.kept), report.counts.items())
     output = ctx.output()
     output.put_bytes(
         "renders.jsonl",

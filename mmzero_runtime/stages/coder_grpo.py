@@ -13,7 +13,13 @@ from mmzero_runtime.rewards.grading import GradeTable
 from mmzero_runtime.roles import Proposal, build_coder_messages
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.context import StageContext
-from mmzero_runtime.stages.grpo_loop import StepOutcome, mean_reward, rollout_sampling, run_grpo
+from mmzero_runtime.stages.grpo_loop import (
+    StepOutcome,
+    mean_reward,
+    rollout_sampling,
+    run_grpo,
+    term_means,
+)
 from mmzero_runtime.stages.pipeline import (
     RewardServices,
     coder_requests,
@@ -112,6 +118,7 @@ def _rollout(
         "reward/mean": mean_reward([r.total for r in rewards]),
         "coder/render_rate": sum(d.rendered for d in drawings.values()) / len(drawings),
     }
+    figures.update(term_means([_terms(r) for r in rewards]))
     return StepOutcome(rollouts, records, figures)
 
 

@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.generation.base import GenerationRequest
 from mmzero_runtime.models.procedural import HELD_OUT_OFFSET, generate_items
 from mmzero_runtime.render import open_renderer
@@ -50,6 +51,7 @@ def run(ctx: StageContext) -> StageOutput:
     images.mkdir(parents=True, exist_ok=True)
     with open_renderer(spec.render, spec.image, str(ctx.workdir / "render")) as renderer:
         rendered = {r.id: r for r in renderer.render_many([(i.id, i.svg) for i in items])}
+        prometheus.observe_renders(r.reason for r in rendered.values())
     questions = {}
     for item in items:
         png = rendered[item.id].png

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.generation.base import Generator
 from mmzero_runtime.spec import GRPOSpec, SamplingSpec
 from mmzero_runtime.stages import metrics
@@ -73,6 +74,20 @@ def mean_reward(totals: Sequence[float | None]) -> float:
     """
     measured = [t for t in totals if t is not None]
     return sum(measured) / len(measured) if measured else 0.0
+
+
+def term_means(terms: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """`terms/<name>`: the mean of each reward term over the responses that have it.
+
+    >>> term_means([{"a": 1.0, "b": None}, {"a": 0.0, "b": True}])
+    {'terms/a': 0.5, 'terms/b': 1.0}
+    """
+    values: dict[str, list[float]] = {}
+    for row in terms:
+        for name, value in row.items():
+            if isinstance(value, int | float):
+                values.setdefault(name, []).append(float(value))
+    return {f"terms/{name}": sum(v) / len(v) for name, v in sorted(values.items())}
 
 
 def step_prompts(prompts: Sequence[T], step: int, batch: int) -> list[T]:
@@ -179,6 +194,8 @@ def run_grpo(
             _write_step(ctx, step, outcome, stats)
             volatile = {k: v for k, v in stats.items() if k.startswith(TIMING_PREFIXES)}
             metrics.append_step(ctx.store.root, ctx.name, step, volatile)
+            step_seconds = rollout_seconds + stats.get("time/step_seconds", 0.0)
+            prometheus.observe_step({**outcome.figures, **stats}, step_seconds)
             trainer.save(ctx.workdir / CHECKPOINT_DIR)
             preemption.updating = False
             writer.add(step, {**outcome.figures, **stats})

@@ -2,7 +2,8 @@
 
 They live in `<run>/metrics/`, outside every manifest, so the same seed and spec still give the
 same artifact bytes: `<stage>.steps.jsonl` gets one row per training step, and `<stage>.json`
-the stage's totals once it is done. The report reads both; on a cluster they are what the
+the stage's totals once it is done, `<stage>.prom` its Prometheus metrics as they ended (what a
+scrape of a pod that is gone would have read). The report reads both; on a cluster they are what the
 stage's metrics endpoint serves last.
 """
 
@@ -55,10 +56,18 @@ def write_summary(root: Path, stage: str, figures: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def write_exposition(root: Path, stage: str, text: bytes) -> None:
+    """Write `<run>/metrics/<stage>.prom`: the stage's Prometheus metrics as they ended."""
+    path = _directory(root) / f"{stage}.prom"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(text)
+    tmp.replace(path)
+
+
 def publish(store: ArtifactStore, stage: str) -> None:
     """Copy the stage's metric files from `store.root` into the store (a no-op for a local one),
     so that the report of a cluster run has them too."""
-    for name in (f"{stage}.json", f"{stage}.steps.jsonl"):
+    for name in (f"{stage}.json", f"{stage}.steps.jsonl", f"{stage}.prom"):
         path = store.root / METRICS_DIR / name
         if path.is_file():
             store.upload_file(f"{METRICS_DIR}/{name}", path)

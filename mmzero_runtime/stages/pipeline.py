@@ -8,11 +8,13 @@ bad item stop the others; the ledger's failure-share check decides when a batch 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.generation.base import GenerationRequest, GenerationResult, Generator, Progress
 from mmzero_runtime.render import BatchRenderer, open_renderer
 from mmzero_runtime.rewards.grading import Grader
@@ -62,7 +64,11 @@ def generate(
 ) -> dict[str, GenerationResult]:
     """Results by request id; failed requests are returned as such, and those that are not the
     model's doing (an unreadable image) are counted in the ledger."""
+    started = time.monotonic()
     results = generator.generate(requests, on_progress=on_progress)
+    prometheus.observe_generation(
+        sum(r.completion_tokens for r in results), time.monotonic() - started
+    )
     for result in results:
         # An overlong prompt is built from model output (a rambling proposal): that item is
         # dropped like any bad output, not counted as a failure of the machinery.
@@ -118,6 +124,7 @@ def render_drawings(
     extractions = {item_id: extract_svg(text) for item_id, text in texts.items()}
     to_render = [(i, e.code) for i, e in extractions.items() if not e.syntax_error]
     rendered = {r.id: r for r in renderer.render_many(to_render)}
+    prometheus.observe_renders(r.reason for r in rendered.values())
     drawings: dict[str, Drawing] = {}
     for item_id, extraction in extractions.items():
         result = rendered.get(item_id)

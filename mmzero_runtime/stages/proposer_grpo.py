@@ -17,7 +17,13 @@ from mmzero_runtime.rewards import proposer as reward
 from mmzero_runtime.rewards.grading import GradeTable
 from mmzero_runtime.roles import ParseFailure, Proposal, build_proposer_messages, parse_proposal
 from mmzero_runtime.stages.context import StageContext
-from mmzero_runtime.stages.grpo_loop import StepOutcome, mean_reward, rollout_sampling, run_grpo
+from mmzero_runtime.stages.grpo_loop import (
+    StepOutcome,
+    mean_reward,
+    rollout_sampling,
+    run_grpo,
+    term_means,
+)
 from mmzero_runtime.stages.pipeline import RewardServices, draw, generate, judge_drawings
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.training.batch import Rollout
@@ -162,6 +168,7 @@ def _outcome(
         "proposer/parse_rate": sum(isinstance(p, Proposal) for p in parsed.values()) / len(parsed),
         "coder/render_rate": rendered / len(samples) if samples else 0.0,
     }
+    figures.update(term_means([_terms(r) for r in rewards]))
     return StepOutcome(rollouts, records, figures)
 
 

@@ -16,6 +16,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.models.fit import check_fit
 from mmzero_runtime.spec import MMZeroRun
 from mmzero_runtime.stages import keys, metrics
@@ -98,6 +99,7 @@ def run_stage(
             "device": device,
         },
     )
+    metrics.write_exposition(store.root, stage.name, prometheus.exposition())
     metrics.publish(store, stage.name)
     log.info("stage done stage=%s seconds=%.1f files=%d", stage.name, seconds, len(manifest.files))
     return manifest

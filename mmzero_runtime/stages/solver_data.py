@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.filters import solver_data_filter
 from mmzero_runtime.render import open_renderer
 from mmzero_runtime.rewards.grading import Grader, GradeTable
@@ -73,6 +74,7 @@ def run(ctx: StageContext) -> StageOutput:
     ctx.ledger.check(spec.grading.max_failure_share)
     labels = label_items(candidates, spec=spec.filters, grades=GradeTable(graded))
     report = solver_data_filter(labels, spec=spec.filters)
+    prometheus.observe_filter("solver_data", len(report.kept), report.counts.items())
     output = ctx.output()
     rows: list[dict[str, Any]] = []
     for c in candidates:

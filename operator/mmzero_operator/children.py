@@ -29,6 +29,7 @@ LABEL_STAGE = "mmzero.dev/stage"
 LABEL_ATTEMPT = "mmzero.dev/attempt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mmzero-operator", "app.kubernetes.io/name": "mmzero"}
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+METRICS_PORT = 9090
 GPU = "nvidia.com/gpu"
 SPEC_DIR = "/etc/mmzero"
 STORE_MOUNT = "/var/lib/mmzero"
@@ -102,7 +103,7 @@ def with_stage_env(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """`job` with `env` added to its stage container (the operator's view of the cluster)."""
     if env:
         container = job["spec"]["template"]["spec"]["containers"][0]
-        container.setdefault("env", []).extend(
+        container["env"].extend(
             {"name": name, "value": value} for name, value in sorted(env.items())
         )
     return job
@@ -141,6 +142,10 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
         "command": command,
         "resources": {"requests": dict(limits), "limits": limits},
         "volumeMounts": mounts,
+        # The stage's Prometheus metrics; the chart's PodMonitor scrapes this port and adds
+        # the run, iteration and stage labels from the pod's.
+        "env": [{"name": "MMZERO_METRICS_PORT", "value": str(METRICS_PORT)}],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
         # S3 credentials (and AWS_ENDPOINT_URL) as environment, never in the Job's own spec.
         "envFrom": (
             [{"secretRef": {"name": spec.storage.credentials_secret}}]

@@ -44,6 +44,9 @@ API_REQUESTS = Counter(
 )
 BUILD = Info("mmzero_operator_build", "Version of the operator.")
 
+TRIGGERS = ("run", "timer", "job")
+"""What starts a reconcile (handlers.py); their error series exist from the start, at 0."""
+
 _phases: dict[tuple[str, str], str] = {}
 
 
@@ -54,6 +57,8 @@ def serve(port: int) -> None:
     except metadata.PackageNotFoundError:
         version = "unknown"
     BUILD.info({"version": version})
+    for trigger in TRIGGERS:
+        RECONCILE_ERRORS.labels(trigger)
     if port:
         start_http_server(port)
 

@@ -60,8 +60,16 @@ def operator(
 
 
 def test_run_goes_through_every_stage_in_order_and_succeeds(
-    kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
+    kube_cluster: Cluster,
+    namespace: str,
+    operator: Operator,
+    store: Path,
+    start_prometheus: Any,
+    tmp_path: Path,
 ) -> None:
+    target = f"127.0.0.1:{operator.metrics_port}"
+    prometheus = start_prometheus(tmp_path / "prometheus", {"operator": (target, {})})
+    started = time.time()
     kube_cluster.kubectl("apply", "-f", "-", stdin=run_document(namespace))
     seen: list[str] = []
     drive(kube_cluster, namespace, store, len(STAGES), seen)
@@ -85,6 +93,17 @@ def test_run_goes_through_every_stage_in_order_and_succeeds(
     assert 'mmzero_runs{phase="Succeeded"} 1.0' in exported
     assert 'mmzero_stage_jobs_created_total{retry="false",stage="evaluate"} 1.0' in exported
     assert "mmzero_operator_reconcile_duration_seconds_bucket" in exported
+
+    time.sleep(3)  # a few more scrapes
+    from mmzero_operator.dashboard import PANELS
+
+    operator_panels = [p for p in PANELS if "mmzero_operator_" in p.query or "mmzero_runs" in
+                       p.query or "mmzero_stage_jobs_" in p.query]  # fmt: skip
+    assert len(operator_panels) == 7
+    for panel in operator_panels:
+        expr = panel.query.replace("$__rate_interval", "10s")
+        data = prometheus.query_range(expr, started, time.time(), step="1s")
+        assert data["result"], f"panel {panel.title!r}: no data for {expr}"
 
 
 def test_s3_run_waits_for_its_credentials_secret_then_runs_on_minio(

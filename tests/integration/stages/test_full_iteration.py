@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +36,46 @@ EXAMPLE = ROOT / "examples" / "run.yaml"
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
-def _mmzero(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _mmzero(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     command = [sys.executable, "-m", "mmzero_runtime.cli", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
 
 
+@dataclass
+class Scraped:
+    """The Prometheus that scraped every stage process of the run, and when the run ran."""
+
+    prometheus: Any
+    start: float
+    end: float
+
+
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def scraped_run(
+    tmp_path_factory: pytest.TempPathFactory, start_prometheus: Any
+) -> tuple[Path, Scraped]:
+    """The example run, each stage process serving /metrics on one port that a real Prometheus
+    scrapes every second (the run label set by the scrape config, as relabelling does)."""
     init_tiny()  # cached after the first build (about 7 minutes on 2 cores)
     directory = tmp_path_factory.mktemp("full") / "tiny"
-    done = _mmzero("run", str(EXAMPLE), "--device", "cpu", "--run-dir", str(directory))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    prometheus = start_prometheus(
+        tmp_path_factory.mktemp("prometheus"), {"stages": (f"127.0.0.1:{port}", {"run": "tiny"})}
+    )
+    start = time.time()
+    done = _mmzero("run", str(EXAMPLE), "--device", "cpu", "--run-dir", str(directory),
+                   env={"MMZERO_METRICS_PORT": str(port)})  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
-    return directory
+    time.sleep(3)  # one more scrape of nothing: the series end
+    return directory, Scraped(prometheus, start, time.time())
+
+
+@pytest.fixture(scope="module")
+def run_dir(scraped_run: tuple[Path, Scraped]) -> Path:
+    return scraped_run[0]
 
 
 def _steps(store: LocalStore, stage: str) -> list[dict[str, Any]]:
@@ -154,3 +184,24 @@ def test_report_images_and_charts_render_in_chromium(report: Path, tmp_path: Pat
         grey = image.convert("L")
         ink = sum(count for value, count in enumerate(grey.histogram()) if value < 200)
     assert ink > 0.02 * 1280 * 2400  # text, charts and the gallery's images, not a blank page
+
+
+def test_every_stage_panel_of_the_dashboard_has_data_from_the_run(
+    scraped_run: tuple[Path, Scraped],
+) -> None:
+    from mmzero_operator.dashboard import PANELS
+
+    run_dir, scraped = scraped_run
+    operator_only = ("mmzero_operator_", "mmzero_runs", "mmzero_stage_jobs_")
+    for panel in PANELS:
+        expr = panel.query.replace("$__rate_interval", "30s")
+        data = scraped.prometheus.query_range(expr, scraped.start, scraped.end)  # parses
+        if any(name in expr for name in operator_only):
+            continue  # the operator's panels: tests/cluster
+        assert data["result"], f"panel {panel.title!r}: no data for {expr}"
+    steps = scraped.prometheus.query_range('max(mmzero_grpo_steps_total{run="tiny"})',
+                                           scraped.start, scraped.end)["result"]  # fmt: skip
+    assert max(float(v) for _, v in steps[0]["values"]) >= 1
+    final = (run_dir / "metrics" / "i1-solver-grpo.prom").read_text()
+    spec = load_run(run_dir / "run.yaml").spec
+    assert f"mmzero_grpo_steps_total {float(spec.roles.solver.steps)}" in final

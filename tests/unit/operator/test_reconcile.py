@@ -256,7 +256,7 @@ def test_s3_stage_pods_get_credentials_from_the_secret_and_a_scratch_mirror() ->
         "/mirror/demo"
     )
     assert {"name": "store", "emptyDir": {}} in pod["volumes"]
-    assert "store-creds" not in str(job["metadata"]) and "env" not in container
+    assert "store-creds" not in str(job["metadata"]) and "store-creds" not in str(container["env"])
 
 
 def test_stage_pods_get_the_operators_service_addresses() -> None:
@@ -265,6 +265,9 @@ def test_stage_pods_get_the_operators_service_addresses() -> None:
     job = with_stage_env(stage_job(body, spec, all_stages(spec)[0], 1),
                          {"MMZERO_RENDER_URL": "http://render:8001"})  # fmt: skip
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [{"name": "MMZERO_RENDER_URL", "value": "http://render:8001"}]
+    assert env == [
+        {"name": "MMZERO_METRICS_PORT", "value": "9090"},
+        {"name": "MMZERO_RENDER_URL", "value": "http://render:8001"},
+    ]
     untouched = with_stage_env(stage_job(body, spec, all_stages(spec)[0], 1), {})
-    assert "env" not in untouched["spec"]["template"]["spec"]["containers"][0]
+    assert untouched["spec"]["template"]["spec"]["containers"][0]["env"] == env[:1]

@@ -1,0 +1,105 @@
+"""Prometheus metrics of a stage process: what a GRPO step, a render batch, a filter and the
+generators did, for the stage pod's `/metrics` (`$MMZERO_METRICS_PORT`) and, at the end, for
+`metrics/<stage>.prom` in the store (a short-lived pod may end before any scrape).
+
+No run, iteration or stage labels here: on a cluster they come from the pod's labels through
+scrape relabelling (the chart's PodMonitor), so a series never outlives its pod's identity.
+A GRPO step's figures (`reward/mean`, `groups/zero_variance_share`, `terms/difficulty`, ...)
+become gauges named `mmzero_grpo_<figure with / as _>`, e.g. `mmzero_grpo_reward_mean`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes, process_cpu_seconds_total
+
+STEPS = Counter("mmzero_grpo_steps", "GRPO steps finished by this stage.", registry=REGISTRY)
+STEP_SECONDS = Histogram(
+    "mmzero_grpo_step_duration_seconds",
+    "Wall time of one GRPO step: rollout, rewards and update.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 2400, 3600),
+    registry=REGISTRY,
+)
+TOKENS = Counter(
+    "mmzero_generated_tokens", "Tokens sampled by this stage's generators.", registry=REGISTRY
+)
+GENERATION_SECONDS = Counter(
+    "mmzero_generation_seconds", "Wall time spent sampling.", registry=REGISTRY
+)
+RENDERS = Counter("mmzero_renders", "SVG renders, by outcome.", ["reason"], registry=REGISTRY)
+FILTERED = Counter(
+    "mmzero_filter_items",
+    "Items through a data filter: outcome is kept or the drop reason.",
+    ["filter", "outcome"],
+    registry=REGISTRY,
+)
+GPU_MEMORY_PEAK = Gauge(
+    "mmzero_gpu_memory_peak_bytes", "Peak GPU memory allocated by this process.", registry=REGISTRY
+)
+_FIGURES: dict[str, Gauge] = {}
+
+
+def figure_metric(figure: str) -> str:
+    """The gauge name of a step figure: `reward/mean` -> `mmzero_grpo_reward_mean`."""
+    return "mmzero_grpo_" + re.sub(r"[^a-zA-Z0-9_]", "_", figure).strip("_")
+
+
+def observe_step(figures: Mapping[str, float], seconds: float) -> None:
+    """One finished GRPO step: its figures as gauges, its time, and the step count."""
+    STEPS.inc()
+    STEP_SECONDS.observe(seconds)
+    for figure, value in figures.items():
+        name = figure_metric(figure)
+        if name not in _FIGURES:
+            _FIGURES[name] = Gauge(
+                name, f"GRPO step figure {figure}, last step.", registry=REGISTRY
+            )
+        _FIGURES[name].set(float(value))
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            GPU_MEMORY_PEAK.set(torch.cuda.max_memory_allocated())
+    except ImportError:  # a stage without torch (render-only) has no GPU figures
+        pass
+
+
+def observe_generation(tokens: int, seconds: float) -> None:
+    TOKENS.inc(tokens)
+    GENERATION_SECONDS.inc(seconds)
+
+
+def observe_renders(reasons: Iterable[str]) -> None:
+    for reason in reasons:
+        RENDERS.labels(reason=reason).inc()
+
+
+def observe_filter(name: str, kept: int, dropped: Iterable[tuple[str, int]]) -> None:
+    """A filter's yield: items kept, and items dropped per reason."""
+    FILTERED.labels(filter=name, outcome="kept").inc(kept)
+    for reason, count in dropped:
+        FILTERED.labels(filter=name, outcome=reason).inc(count)
+
+
+def serve(port: int) -> None:
+    """Serve `/metrics` on `port` for the rest of the process (0: do not serve)."""
+    if port:
+        start_http_server(port, registry=REGISTRY)
+
+
+def exposition() -> bytes:
+    """The metrics now, in the Prometheus text format (for `metrics/<stage>.prom`)."""
+    return generate_latest(REGISTRY)
