@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 METRICS_PORT_ENV = "MMZERO_METRICS_PORT"
 """Port of a stage process's Prometheus `/metrics` (the operator sets it in stage pods)."""
+METRICS_LINGER_ENV = "MMZERO_METRICS_LINGER_SECONDS"
+"""Seconds a finished stage keeps serving /metrics (the operator sets one scrape interval)."""
 SERVE_TOKEN_ENV = "MMZERO_SERVE_TOKEN"
 """Bearer token `mmzero serve` requires when set (from a Secret on a cluster)."""
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -136,8 +139,12 @@ def _serve(args: argparse.Namespace) -> int:
             server = RenderServer(renderer, host=args.host, port=args.port, token=token,
                                   queue_size=args.queue_size)  # fmt: skip
             return _serve_until_stopped(server, "the render sandbox")
-    if not args.model:
-        print("error: name a model directory to serve, or pass --render", file=sys.stderr)
+    if bool(args.model) == bool(args.key) or (args.key and not args.spec):
+        print(
+            "error: serve one model: a directory, or --key KEY --spec run.yaml for a checkpoint "
+            "of a run's store (or pass --render)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return _serve_model(args, spec, token)
 
@@ -161,8 +168,17 @@ def _serve_model(args: argparse.Namespace, spec: RunSpec, token: str | None) -> 
     from mmzero_runtime.stages.keys import MODEL_DIR
     from mmzero_runtime.storage.manifest import tree_digest
 
-    path = resolve_ref(args.model)
-    digest = args.digest or tree_digest(path, MODEL_DIR)  # as the run manifest records it
+    if args.key:  # a checkpoint of the run's store, checked against its stage's manifest
+        from mmzero_runtime.stages.keys import producer_prefix
+        from mmzero_runtime.storage.manifest import verify
+
+        _, store = _run_store(args)
+        prefix = producer_prefix(args.key)
+        digest = verify(store, prefix).digest(args.key.removeprefix(prefix + "/"))
+        path = store.path(args.key)
+    else:
+        path = resolve_ref(args.model)
+        digest = args.digest or tree_digest(path, MODEL_DIR)  # as the run manifest records it
     loaded = load_vlm(path, image_spec=spec.image, device=_device(args.device))
     generator = HFGenerator(
         loaded.model,
@@ -258,6 +274,9 @@ def _stage(args: argparse.Namespace) -> int:
         manifest = run_stage(run, open_store(run, directory), args.kind, args.iteration,
                              device=_device(args.device))  # fmt: skip
     print(f"stage i{args.iteration}-{args.kind}: done ({len(manifest.files)} files)")
+    linger = float(os.environ.get(METRICS_LINGER_ENV) or 0)
+    if os.environ.get(METRICS_PORT_ENV) and linger > 0:
+        time.sleep(linger)  # one last scrape sees the final figures of a short-lived pod
     return 0
 
 
@@ -333,6 +352,8 @@ def _parser() -> argparse.ArgumentParser:
         "serve", help="serve a frozen role (OpenAI-compatible API), or the render sandbox"
     )
     serve.add_argument("model", nargs="?", help="model directory (or builtin:tiny)")
+    serve.add_argument("--key", help="artifact key of a checkpoint in the run's store (--spec)")
+    serve.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
     serve.add_argument("--render", action="store_true", help="serve the SVG render sandbox")
     serve.add_argument("--workers", type=int, help="render worker processes (default: cores)")
     serve.add_argument(

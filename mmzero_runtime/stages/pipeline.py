@@ -8,6 +8,7 @@ bad item stop the others; the ledger's failure-share check decides when a batch 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,26 @@ def open_generator(ctx: StageContext, model_dir: Path, digest: str, max_prompt_t
     )
 
 
+SERVER_ENV_PREFIX = "MMZERO_SERVER_"
+"""`MMZERO_SERVER_<PURPOSE>`: the URL of a served frozen role (the operator sets it)."""
+SERVER_WAIT_SECONDS = 1800
+"""How long a stage waits for a served frozen role that is still loading or restarting."""
+
+
+def frozen_generator(ctx: StageContext, purpose: str, max_prompt_tokens: int) -> Generator:
+    """The frozen role of input `purpose`: its server when `MMZERO_SERVER_<PURPOSE>` names one
+    (checked to hold the same checkpoint), else loaded in this process."""
+    digest = ctx.model_digest(purpose)
+    url = os.environ.get(SERVER_ENV_PREFIX + purpose.upper())
+    if url:
+        from mmzero_runtime.generation.http import HTTPGenerator
+
+        log.info("frozen role purpose=%s served at %s", purpose, url)
+        return HTTPGenerator(url, model_digest=digest, retry_seconds=SERVER_WAIT_SECONDS)
+    generator: Generator = open_generator(ctx, ctx.model_dir(purpose), digest, max_prompt_tokens)
+    return generator
+
+
 def generate(
     ctx: StageContext,
     generator: Generator,
@@ -84,8 +105,7 @@ class RewardServices:
     def __init__(self, ctx: StageContext, frozen: dict[str, int]) -> None:
         """`frozen` maps each input purpose to load to its prompt-token limit."""
         self.models = {
-            purpose: open_generator(ctx, ctx.model_dir(purpose), ctx.model_digest(purpose), limit)
-            for purpose, limit in frozen.items()
+            purpose: frozen_generator(ctx, purpose, limit) for purpose, limit in frozen.items()
         }
         self.renderer = open_renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
         self.grader = Grader(ctx.spec.grading)

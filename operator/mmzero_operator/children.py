@@ -5,10 +5,11 @@ attempt), so a restarted operator finds what it made instead of making it again;
 run, iteration, stage and attempt; every object has the run as its controller owner, so the
 garbage collector removes them with the run.
 
-A stage attempt is one pod running `mmzero stage`, the same command the local executor runs.
-Until frozen roles are served on their own (`mmzero serve`), the pod loads them in-process and
-so requests the GPUs of every pod group of the stage (`Stage.gpus`: 8 for the reference's
-Proposer GRPO layout), with the CPU and memory of its main group.
+A stage attempt is one pod running `mmzero stage`, the same command the local executor runs,
+with the GPUs, CPU and memory of its main pod group. The frozen roles a GRPO stage asks (the
+previous Coder and Solver) are served while it runs by their own Deployment + Service running
+`mmzero serve` on the stage's checkpoint (`<run>-i<N><pg|cg>-<role>`), and the stage pod finds
+them through `MMZERO_SERVER_<PURPOSE>` (e.g. `MMZERO_SERVER_SOLVER=http://demo-i1pg-solver:8000`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from mmzero_runtime.spec import API_VERSION, KIND, RunSpec
-from mmzero_runtime.stages.plan import Stage
+from mmzero_runtime.stages.plan import PodGroup, Stage
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 """libyaml's dumper when PyYAML has it: a reconcile writes the run file, 4x faster in C."""
@@ -30,6 +31,8 @@ LABEL_ATTEMPT = "mmzero.dev/attempt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mmzero-operator", "app.kubernetes.io/name": "mmzero"}
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 METRICS_PORT = 9090
+METRICS_LINGER_SECONDS = 30
+"""A finished stage serves its final metrics this long: one scrape at the chart's interval."""
 GPU = "nvidia.com/gpu"
 SPEC_DIR = "/etc/mmzero"
 STORE_MOUNT = "/var/lib/mmzero"
@@ -46,6 +49,36 @@ def job_name(run: str, stage: Stage, attempt: int) -> str:
     the run name is at most 40)."""
     base = f"{run}-{stage.name}"
     return base if attempt == 1 else f"{base}-a{attempt}"
+
+
+SERVER_PORT = 8000
+LABEL_SERVER = "mmzero.dev/server"
+_KIND_SHORT = {"proposer-grpo": "pg", "coder-grpo": "cg"}
+
+
+def server_name(run: str, stage: Stage, role: str) -> str:
+    """`<run>-i<N><pg|cg>-<role>`: at most 56 characters for a 40-character run name."""
+    return f"{run}-i{stage.iteration}{_KIND_SHORT.get(stage.kind, 'x')}-{role}"
+
+
+def servers(run: str, stage: Stage) -> list[tuple[str, str, PodGroup]]:
+    """(name, input purpose, pod group) of each frozen-role server `stage` needs."""
+    found = []
+    for group in stage.pods:
+        if group.component != "server" or group.role is None:
+            continue
+        asked = [p for p, key in stage.inputs if key in group.models and p != "init"]
+        purpose = group.role if group.role in asked else asked[0]  # "judge" for the Coder
+        found.append((server_name(run, stage, group.role), purpose, group))
+    return found
+
+
+def server_env(run: str, stage: Stage) -> list[dict[str, str]]:
+    """`MMZERO_SERVER_<PURPOSE>` for each server of `stage`: where its stage pod asks."""
+    return [
+        {"name": f"MMZERO_SERVER_{purpose.upper()}", "value": f"http://{name}:{SERVER_PORT}"}
+        for name, purpose, _ in servers(run, stage)
+    ]
 
 
 def owner(body: dict[str, Any]) -> dict[str, Any]:
@@ -109,44 +142,40 @@ def with_stage_env(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     return job
 
 
-def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -> dict[str, Any]:
-    """The Job of one attempt of `stage`."""
-    run = body["metadata"]["name"]
+def _pod_spec(
+    run: str,
+    spec: RunSpec,
+    group: PodGroup,
+    name: str,
+    command: list[str],
+    env: list[dict[str, str]],
+    ports: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A pod of `group` running `command` in the run's image: its GPUs, CPU and memory, the
+    run file, the store (the shared claim, or for S3 an emptyDir mirror and the credentials
+    Secret as environment), no API token."""
     cluster = spec.cluster
-    main = stage.pods[0]
-    labels = {
-        LABEL_ITERATION: str(stage.iteration),
-        LABEL_STAGE: stage.kind,
-        LABEL_ATTEMPT: str(attempt),
-    }
-    limits: dict[str, str] = {"cpu": main.cpu, "memory": main.memory}
-    if stage.gpus:
-        limits[GPU] = str(stage.gpus)
-    command = [
-        "mmzero", "stage", stage.kind, "--spec", f"{SPEC_DIR}/run.yaml",
-        "--iteration", str(stage.iteration), "--run-dir", _run_dir(spec, run),
-    ]  # fmt: skip
-    mounts = [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}]
-    volumes: list[dict[str, Any]] = [{"name": "spec", "configMap": {"name": spec_config_name(run)}}]
-    mounts.append({"name": "store", "mountPath": STORE_MOUNT})
-    if cluster.storage_claim:
-        volumes.append(
-            {"name": "store", "persistentVolumeClaim": {"claimName": cluster.storage_claim}}
-        )
-    else:  # S3: the pod's mirror of its inputs and its scratch space, gone with the pod
-        volumes.append({"name": "store", "emptyDir": {}})
+    limits: dict[str, str] = {"cpu": group.cpu, "memory": group.memory}
+    if group.gpus:
+        limits[GPU] = str(group.gpus)
+    store: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": cluster.storage_claim}}
+        if cluster.storage_claim
+        else {"emptyDir": {}}  # S3: the pod's mirror of its inputs and scratch, gone with it
+    )
     container = {
-        "name": "stage",
+        "name": name,
         "image": cluster.image,
         "imagePullPolicy": cluster.image_pull_policy,
         "command": command,
         "resources": {"requests": dict(limits), "limits": limits},
-        "volumeMounts": mounts,
-        # The stage's Prometheus metrics; the chart's PodMonitor scrapes this port and adds
-        # the run, iteration and stage labels from the pod's.
-        "env": [{"name": "MMZERO_METRICS_PORT", "value": str(METRICS_PORT)}],
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
-        # S3 credentials (and AWS_ENDPOINT_URL) as environment, never in the Job's own spec.
+        "volumeMounts": [
+            {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
+            {"name": "store", "mountPath": STORE_MOUNT},
+        ],
+        "env": env,
+        "ports": ports,
+        # S3 credentials (and AWS_ENDPOINT_URL) as environment, never in the object's own spec.
         "envFrom": (
             [{"secretRef": {"name": spec.storage.credentials_secret}}]
             if spec.storage.credentials_secret
@@ -156,9 +185,11 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
         "securityContext": {"allowPrivilegeEscalation": False},
     }
     pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
         "containers": [container],
-        "volumes": volumes,
+        "volumes": [
+            {"name": "spec", "configMap": {"name": spec_config_name(run)}},
+            {"name": "store", **store},
+        ],
         "automountServiceAccountToken": False,
         # SIGTERM makes a trainer checkpoint after its current update (the stage's preemption
         # path); give it time to write before SIGKILL.
@@ -170,6 +201,32 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
         pod_spec["nodeSelector"] = dict(cluster.node_selector)
     if cluster.priority_class:
         pod_spec["priorityClassName"] = cluster.priority_class
+    return pod_spec
+
+
+def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -> dict[str, Any]:
+    """The Job of one attempt of `stage`."""
+    run = body["metadata"]["name"]
+    cluster = spec.cluster
+    labels = {
+        LABEL_ITERATION: str(stage.iteration),
+        LABEL_STAGE: stage.kind,
+        LABEL_ATTEMPT: str(attempt),
+    }
+    command = [
+        "mmzero", "stage", stage.kind, "--spec", f"{SPEC_DIR}/run.yaml",
+        "--iteration", str(stage.iteration), "--run-dir", _run_dir(spec, run),
+    ]  # fmt: skip
+    # The stage's Prometheus metrics; the chart's PodMonitor scrapes this port and adds the
+    # run, iteration and stage labels from the pod's.
+    env = [
+        {"name": "MMZERO_METRICS_PORT", "value": str(METRICS_PORT)},
+        {"name": "MMZERO_METRICS_LINGER_SECONDS", "value": str(METRICS_LINGER_SECONDS)},
+        *server_env(run, stage),
+    ]
+    ports = [{"name": "metrics", "containerPort": METRICS_PORT}]
+    pod_spec = _pod_spec(run, spec, stage.pods[0], "stage", command, env, ports)
+    pod_spec["restartPolicy"] = "Never"
     metadata = _metadata(body, job_name(run, stage, attempt), labels)
     if cluster.queue:
         metadata["labels"][QUEUE_LABEL] = cluster.queue
@@ -203,3 +260,57 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
             },
         },
     }
+
+
+def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[dict[str, Any]]:
+    """A Deployment and a Service per frozen-role server of `stage`: `mmzero serve` on the
+    stage's checkpoint of that role, ready when its model is loaded (`/health`)."""
+    run = body["metadata"]["name"]
+    objects = []
+    for name, _, group in servers(run, stage):
+        labels = {
+            LABEL_ITERATION: str(stage.iteration),
+            LABEL_STAGE: stage.kind,
+            LABEL_SERVER: name,
+        }
+        command = [
+            "mmzero", "serve", "--spec", f"{SPEC_DIR}/run.yaml", "--key", group.models[0],
+            "--run-dir", _run_dir(spec, run), "--host", "0.0.0.0", "--port", str(SERVER_PORT),
+        ]  # fmt: skip
+        ports = [{"name": "http", "containerPort": SERVER_PORT}]
+        pod_spec = _pod_spec(run, spec, group, "server", command, [], ports)
+        pod_spec["containers"][0]["readinessProbe"] = {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 10,
+        }
+        pod_labels = {**MANAGED_BY, LABEL_RUN: run, **labels}
+        objects.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": _metadata(body, name, labels),
+                "spec": {
+                    "replicas": group.replicas,
+                    "selector": {"matchLabels": {LABEL_SERVER: name}},
+                    "template": {
+                        "metadata": {
+                            "labels": pod_labels,
+                            "annotations": dict(spec.cluster.pod_annotations),
+                        },
+                        "spec": pod_spec,
+                    },
+                },
+            }
+        )
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _metadata(body, name, labels),
+                "spec": {
+                    "selector": {LABEL_SERVER: name},
+                    "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http"}],
+                },
+            }
+        )
+    return objects

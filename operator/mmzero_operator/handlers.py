@@ -100,6 +100,21 @@ def _batch() -> client.BatchV1Api:
     return client.BatchV1Api(_api())
 
 
+def _apps() -> client.AppsV1Api:
+    return client.AppsV1Api(_api())
+
+
+def _delete_server(namespace: str, name: str) -> None:
+    """Remove a frozen-role server's Deployment and Service (gone already is fine)."""
+    for delete in (_apps().delete_namespaced_deployment, _core().delete_namespaced_service):
+        try:
+            delete(name, namespace, propagation_policy="Background")
+        except ApiException as error:
+            if error.status != 404:
+                raise
+    log.info("deleted frozen-role server %s/%s", namespace, name)
+
+
 def _core() -> client.CoreV1Api:
     return client.CoreV1Api(_api())
 
@@ -121,10 +136,13 @@ def _listed(list_call: Any, namespace: str, run: str) -> list[dict[str, Any]]:
 def _create(namespace: str, obj: dict[str, Any]) -> None:
     manifest: Any = obj  # the client takes plain dicts as well as its model classes
     try:
-        if obj["kind"] == "Job":
-            _batch().create_namespaced_job(namespace, manifest)
-        else:
-            _core().create_namespaced_config_map(namespace, manifest)
+        creators: dict[str, Any] = {
+            "Job": _batch().create_namespaced_job,
+            "Deployment": _apps().create_namespaced_deployment,
+            "Service": _core().create_namespaced_service,
+            "ConfigMap": _core().create_namespaced_config_map,
+        }
+        creators[obj["kind"]](namespace, manifest)
         log.info("created %s %s/%s", obj["kind"], namespace, obj["metadata"]["name"])
     except ApiException as error:
         if error.status != 409:  # 409: made before a restart; it carries our labels and owner
@@ -210,12 +228,17 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
                 API_GROUP, VERSION, namespace, PLURAL, name, {"status": status}
             )
         raise kopf.TemporaryError(str(error), delay=30) from error
-    decision = core.reconcile(body, jobs, done, time.time())
+    servers = [
+        d["metadata"]["name"] for d in _listed(_apps().list_namespaced_deployment, namespace, name)
+    ]
+    decision = core.reconcile(body, jobs, done, time.time(), servers)
     if decision.config_map is not None:
         _sync_config_map(namespace, decision.config_map)
     stage_env = {name: os.environ[name] for name in STAGE_ENV_NAMES if os.environ.get(name)}
     for obj in decision.create:
-        _create(namespace, with_stage_env(obj, stage_env))
+        _create(namespace, with_stage_env(obj, stage_env) if obj["kind"] == "Job" else obj)
+    for server in decision.delete_servers:
+        _delete_server(namespace, server)
     _set_suspend(namespace, decision.suspend, True)
     _set_suspend(namespace, decision.resume, False)
     if _changed(body.get("status") or {}, decision.status):

@@ -25,6 +25,8 @@ from mmzero_operator.children import (
     LABEL_ATTEMPT,
     LABEL_ITERATION,
     LABEL_STAGE,
+    server_objects,
+    servers,
     spec_config_map,
     stage_job,
 )
@@ -148,6 +150,8 @@ class Decision:
     config_map: dict[str, Any] | None = None
     """The run file's ConfigMap as it should be (created, or replaced when it differs)."""
     create: list[dict[str, Any]] = field(default_factory=list)
+    delete_servers: list[str] = field(default_factory=list)
+    """Frozen-role servers (Deployment and Service of one name) no running stage needs."""
     suspend: list[str] = field(default_factory=list)
     resume: list[str] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
@@ -247,6 +251,34 @@ def _advance(
         progress.wake.append(retry_at - now)
 
 
+def _serve(
+    body: dict[str, Any],
+    spec: RunSpec,
+    progress: _Progress,
+    latest: dict[str, JobState],
+    existing: set[str],
+    decision: Decision,
+) -> None:
+    """Frozen-role servers exist exactly while a stage that asks them runs: created with its
+    Job (with a queue: once the queue admits the Job), deleted once it is done, failed or
+    suspended, so their GPUs go back at once."""
+    wanted: dict[str, Stage] = {}
+    if not progress.failure and not spec.suspend:
+        for stage in progress.running:
+            job = latest.get(stage.name)
+            waiting = job.suspended if job is not None else bool(spec.cluster.queue)
+            if waiting:
+                continue
+            for name, _, _ in servers(body["metadata"]["name"], stage):
+                wanted[name] = stage
+    made: set[str] = set()
+    for name, stage in wanted.items():
+        if name not in existing and stage.name not in made:
+            decision.create.extend(server_objects(body, spec, stage))
+            made.add(stage.name)
+    decision.delete_servers = sorted(existing - set(wanted))
+
+
 def _conditions(
     previous: list[dict[str, Any]], wanted: dict[str, tuple[bool, str, str]], now: float, gen: int
 ) -> list[dict[str, Any]]:
@@ -289,10 +321,15 @@ def store_unavailable(body: dict[str, Any], problem: str, now: float) -> dict[st
 
 
 def reconcile(
-    body: dict[str, Any], jobs: Iterable[JobState], done: Iterable[str], now: float
+    body: dict[str, Any],
+    jobs: Iterable[JobState],
+    done: Iterable[str],
+    now: float,
+    servers: Iterable[str] = (),
 ) -> Decision:
     """Everything the run needs now. `body` is the MMZeroRun object, `jobs` the states of its
-    stage Jobs, `done` the names of the stages whose manifest is in the store."""
+    stage Jobs, `done` the names of the stages whose manifest is in the store, `servers` the
+    names of its frozen-role server Deployments."""
     status = dict(body.get("status") or {})
     generation = int(body["metadata"].get("generation", 1))
     decision = Decision()
@@ -322,6 +359,7 @@ def reconcile(
                     decision.create = []
                     break
 
+    _serve(body, spec, progress, latest, set(servers), decision)
     if terminal_failure:
         phase, message = "Failed", status.get("message", "")
     elif progress.failure:

@@ -67,7 +67,8 @@ def scraped_run(
     )
     start = time.time()
     done = _mmzero("run", str(EXAMPLE), "--device", "cpu", "--run-dir", str(directory),
-                   env={"MMZERO_METRICS_PORT": str(port)})  # fmt: skip
+                   env={"MMZERO_METRICS_PORT": str(port),
+                        "MMZERO_METRICS_LINGER_SECONDS": "3"})  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     time.sleep(3)  # one more scrape of nothing: the series end
     return directory, Scraped(prometheus, start, time.time())

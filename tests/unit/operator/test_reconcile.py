@@ -40,7 +40,12 @@ def _body(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
 
 
 def _names(decision: Decision) -> list[str]:
-    return [o["metadata"]["name"] for o in decision.create]
+    """Names of the Jobs to create (frozen-role servers: `_servers`)."""
+    return [o["metadata"]["name"] for o in decision.create if o["kind"] == "Job"]
+
+
+def _servers(decision: Decision) -> list[tuple[str, str]]:
+    return [(o["kind"], o["metadata"]["name"]) for o in decision.create if o["kind"] != "Job"]
 
 
 STAGES = [s.name for s in all_stages(RunSpec(iterations=1))]
@@ -48,7 +53,7 @@ STAGES = [s.name for s in all_stages(RunSpec(iterations=1))]
 
 def test_new_run_starts_its_first_stage_and_writes_its_run_file() -> None:
     decision = reconcile(_body(), [], [], NOW)
-    assert _names(decision) == ["demo-i1-proposer-grpo"]
+    assert _names(decision)[0] == "demo-i1-proposer-grpo"
     assert decision.config_map is not None
     assert "iterations: 1" in decision.config_map["data"]["run.yaml"]
     status = decision.status
@@ -66,8 +71,9 @@ def test_each_stage_starts_only_after_the_manifests_of_its_inputs() -> None:
 
 def test_a_running_stage_is_left_alone_on_every_call() -> None:
     running = JobState("demo-i1-proposer-grpo", "i1-proposer-grpo", 1, "running")
+    servers = ["demo-i1pg-coder", "demo-i1pg-solver"]
     for _ in range(2):
-        decision = reconcile(_body(), [running], [], NOW)
+        decision = reconcile(_body(), [running], [], NOW, servers)
         assert decision.create == [] and decision.status["message"] == "i1-proposer-grpo"
 
 
@@ -156,7 +162,7 @@ def test_stage_job_asks_for_the_stage_gpus_and_fails_fast_on_usage_errors() -> N
     assert job["metadata"]["name"] == "demo-i1-proposer-grpo-a2"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert job["metadata"]["labels"][QUEUE_LABEL] == "gpus" and job["spec"]["suspend"] is True
-    assert pod["containers"][0]["resources"]["limits"][GPU] == "8"  # 3 trainer + 2 + 3 servers
+    assert pod["containers"][0]["resources"]["limits"][GPU] == "3"  # the trainer's; servers apart
     assert pod["containers"][0]["command"][:3] == ["mmzero", "stage", "proposer-grpo"]
     assert pod["nodeSelector"] == {"gpu": "h100"} and pod["automountServiceAccountToken"] is False
     rule = job["spec"]["podFailurePolicy"]["rules"][0]
@@ -265,9 +271,46 @@ def test_stage_pods_get_the_operators_service_addresses() -> None:
     job = with_stage_env(stage_job(body, spec, all_stages(spec)[0], 1),
                          {"MMZERO_RENDER_URL": "http://render:8001"})  # fmt: skip
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [
-        {"name": "MMZERO_METRICS_PORT", "value": "9090"},
-        {"name": "MMZERO_RENDER_URL", "value": "http://render:8001"},
-    ]
+    assert env[0] == {"name": "MMZERO_METRICS_PORT", "value": "9090"}
+    assert env[-1] == {"name": "MMZERO_RENDER_URL", "value": "http://render:8001"}
     untouched = with_stage_env(stage_job(body, spec, all_stages(spec)[0], 1), {})
-    assert untouched["spec"]["template"]["spec"]["containers"][0]["env"] == env[:1]
+    assert untouched["spec"]["template"]["spec"]["containers"][0]["env"] == env[:-1]
+    assert {"name": "MMZERO_METRICS_LINGER_SECONDS", "value": "30"} in env
+
+
+def test_a_grpo_stage_gets_its_frozen_roles_served_while_it_runs() -> None:
+    decision = reconcile(_body(), [], [], NOW)
+    assert _servers(decision) == [
+        ("Deployment", "demo-i1pg-coder"), ("Service", "demo-i1pg-coder"),
+        ("Deployment", "demo-i1pg-solver"), ("Service", "demo-i1pg-solver"),
+    ]  # fmt: skip
+    job = next(o for o in decision.create if o["kind"] == "Job")
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MMZERO_SERVER_SOLVER", "value": "http://demo-i1pg-solver:8000"} in env
+    deployment = next(o for o in decision.create if o["metadata"]["name"] == "demo-i1pg-solver")
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert server["command"][:5] == ["mmzero", "serve", "--spec", "/etc/mmzero/run.yaml", "--key"]
+    assert server["command"][5] == "base/model"  # iteration 1 asks the base model's roles
+    assert server["resources"]["limits"][GPU] == "1" and server["readinessProbe"]
+    assert deployment["spec"]["replicas"] == 3  # the reference layout: 3 solver replicas
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+    running = JobState("demo-i1-proposer-grpo", "i1-proposer-grpo", 1, "running")
+    again = reconcile(_body(), [running], [], NOW, ["demo-i1pg-coder", "demo-i1pg-solver"])
+    assert again.create == [] and again.delete_servers == []  # made once, kept while it runs
+    after = reconcile(_body(), [], STAGES[:1], NOW, ["demo-i1pg-coder", "demo-i1pg-solver"])
+    assert after.delete_servers == ["demo-i1pg-coder", "demo-i1pg-solver"]  # stage done
+    paused = reconcile(_body(suspend=True), [running], [], NOW, ["demo-i1pg-coder"])
+    assert paused.delete_servers == ["demo-i1pg-coder"]  # suspended: GPUs go back
+
+
+def test_the_coder_stage_is_judged_by_a_served_solver() -> None:
+    decision = reconcile(_body(), [], STAGES[:3], NOW)
+    assert _names(decision) == ["demo-i1-coder-grpo"]
+    assert _servers(decision) == [
+        ("Deployment", "demo-i1cg-solver"),
+        ("Service", "demo-i1cg-solver"),
+    ]
+    job = next(o for o in decision.create if o["kind"] == "Job")
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MMZERO_SERVER_JUDGE", "value": "http://demo-i1cg-solver:8000"} in env
