@@ -301,3 +301,40 @@ def test_queued_stage_waits_for_admission_then_the_run_proceeds(
     perform(store, "i1-proposer-grpo")
     second = ["job", f"{RUN}-i1-propose", "-n", namespace]
     assert kube_cluster.wait_for(second, lambda j: True, "the next stage")["spec"]["suspend"]
+
+
+def test_frozen_roles_are_served_while_their_stage_runs_then_removed(
+    kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
+) -> None:
+    hour_long = {"pod-complete.stage.kwok.x-k8s.io/delay": "1h"}
+    kube_cluster.kubectl(
+        "apply", "-f", "-", stdin=run_document(namespace, pod_annotations=hour_long)
+    )
+    deployments = ["deployments", "-n", namespace, "-l", f"{LABEL_RUN}={RUN}"]
+    names = {"demo-i1pg-coder", "demo-i1pg-solver"}
+    served = kube_cluster.wait_for(
+        deployments,
+        lambda got: (
+            {d["metadata"]["name"] for d in got["items"]} == names
+            and all(
+                d.get("status", {}).get("readyReplicas") == d["spec"]["replicas"]
+                for d in got["items"]
+            )
+        ),
+        "both frozen-role servers ready",
+    )
+    solver = next(d for d in served["items"] if d["metadata"]["name"] == "demo-i1pg-solver")
+    assert solver["spec"]["replicas"] == 3
+    services = kube_cluster.get_json("services", "-n", namespace, "-l", f"{LABEL_RUN}={RUN}")
+    assert {s["metadata"]["name"] for s in services["items"]} == names
+    job = kube_cluster.get_json("job", f"{RUN}-i1-proposer-grpo", "-n", namespace)
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MMZERO_SERVER_CODER", "value": "http://demo-i1pg-coder:8000"} in env
+
+    perform(store, "i1-proposer-grpo")  # the stage finishes: its servers go
+    kube_cluster.wait_for(deployments, lambda got: got["items"] == [], "servers removed")
+    kube_cluster.wait_for(
+        ["services", "-n", namespace, "-l", f"{LABEL_RUN}={RUN}"],
+        lambda got: got["items"] == [],
+        "server Services removed",
+    )

@@ -4,8 +4,10 @@ role's checkpoint out as a plain Hugging Face directory, on a local and on an S3
 from __future__ import annotations
 
 import filecmp
+import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +86,8 @@ def test_a_run_keeps_its_base_model(tiny_vlm_dir: Path, tmp_path: Path) -> None:
         import_base_model(run, store, other)
 
 
-def test_import_and_export_through_minio_from_the_command_line(
-    tiny_vlm_dir: Path, tmp_path: Path, minio_server: Any
+def test_import_export_and_serve_through_minio_from_the_command_line(
+    tiny_vlm_dir: Path, tmp_path: Path, minio_server: Any, spawn_server: Any
 ) -> None:
     minio_server.make_bucket("transfer")
     spec_file = tmp_path / "run.yaml"
@@ -108,3 +110,10 @@ def test_import_and_export_through_minio_from_the_command_line(
     assert _same_tree(tiny_vlm_dir, out)
     refused = mmzero("import", str(tmp_path), "--spec", str(spec_file))
     assert refused.returncode != 0 and "error:" in refused.stderr
+
+    # What a frozen-role server pod runs: the checkpoint from the store, its manifest's digest.
+    mirror = str(tmp_path / "mirror")
+    url = spawn_server("serve", "--key", "base/model", "--spec", str(spec_file),
+                       "--run-dir", mirror, "--device", "cpu", env=env)  # fmt: skip
+    with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
+        assert json.loads(response.read())["model"] == tree_digest(tiny_vlm_dir, "model")
