@@ -4,7 +4,12 @@ PYTEST_ARGS ?=
 
 CLUSTER_RUN_DIR ?= $(HOME)/.cache/mmzero/cluster-run
 
-.PHONY: setup run test test-fast lint docs bench cluster-build cluster cluster-down test-cluster
+# Container images (images/): `make images REGISTRY=registry.example/team`, then push them.
+CONTAINER ?= docker
+REGISTRY ?= mmzero
+VERSION := $(shell awk -F'"' '/^version = / {print $$2; exit}' pyproject.toml)
+
+.PHONY: setup run test test-fast lint docs bench cluster-build cluster cluster-down test-cluster images
 
 # `uv run` afterwards never removes these extras (its sync is inexact).
 setup:
@@ -45,3 +50,8 @@ cluster-down: setup
 
 test-cluster: setup
 	$(UV) run pytest -m cluster $(PYTEST_ARGS)
+
+images:
+	for image in runtime render operator; do \
+		$(CONTAINER) build -f images/$$image/Dockerfile -t $(REGISTRY)/$$image:$(VERSION) . || exit 1; \
+	done
