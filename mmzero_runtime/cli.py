@@ -174,6 +174,7 @@ def _serve_model(args: argparse.Namespace, spec: RunSpec, token: str | None) -> 
 
         _, store = _run_store(args)
         prefix = producer_prefix(args.key)
+        _wait_for_manifest(store, prefix, args.wait_seconds)
         digest = verify(store, prefix).digest(args.key.removeprefix(prefix + "/"))
         path = store.path(args.key)
     else:
@@ -197,6 +198,19 @@ def _serve_model(args: argparse.Namespace, spec: RunSpec, token: str | None) -> 
         queue_size=args.queue_size,
     )
     return _serve_until_stopped(server, f"{path} ({digest})")
+
+
+def _wait_for_manifest(store: Any, prefix: str, seconds: float) -> None:
+    """A server started with its stage may come up before the checkpoint is stored (the first
+    stage imports the base model): wait for the manifest rather than crash-looping."""
+    from mmzero_runtime.storage.manifest import read_manifest
+
+    deadline = time.monotonic() + seconds
+    while read_manifest(store, prefix) is None:
+        if time.monotonic() > deadline:
+            raise StageError(f"{store}: {prefix} has no manifest after {seconds:.0f} s")
+        logging.getLogger(__name__).info("waiting for %s in %s", prefix, store)
+        time.sleep(5)
 
 
 def _run_store(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -354,6 +368,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("model", nargs="?", help="model directory (or builtin:tiny)")
     serve.add_argument("--key", help="artifact key of a checkpoint in the run's store (--spec)")
     serve.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
+    serve.add_argument(
+        "--wait-seconds", type=float, default=1800, help="with --key: wait this long for it"
+    )
     serve.add_argument("--render", action="store_true", help="serve the SVG render sandbox")
     serve.add_argument("--workers", type=int, help="render worker processes (default: cores)")
     serve.add_argument(

@@ -718,6 +718,10 @@ class ClusterSpec(_Spec):
     """How long a Job that succeeded may wait for its stage manifest to be visible in the
     store before the attempt counts as failed (a stage that exits 0 without a manifest)."""
 
+    metrics_linger_seconds: int = Field(30, ge=0, le=600)
+    """How long a finished stage pod keeps serving its final metrics: one scrape interval of
+    your Prometheus (the chart's is 30 s); 0 when nothing scrapes stage pods."""
+
 
 class RunSpec(_Spec):
     """Everything a run needs. `RunSpec()` equals the reference code's values (§12)."""

@@ -87,7 +87,8 @@ def stop(name: str, pid: int, grace: float = 10) -> None:
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a child between fork and exec: get SIGTERM when the parent process dies."""
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -113,7 +114,7 @@ def spawn(
             cwd=run_dir,
             env={**os.environ, **(env or {})},
             start_new_session=True,  # a Ctrl-C in the shell that ran `up` must not reach it
-            preexec_fn=_die_with_parent if tie_to_parent else None,
+            preexec_fn=die_with_parent if tie_to_parent else None,
         )
     _CHILDREN[proc.pid] = proc
     processes = read_state(run_dir).get("processes", {})

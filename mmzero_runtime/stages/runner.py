@@ -73,6 +73,11 @@ def run_stage(
     if done is not None:
         log.info("stage already done, nothing to do stage=%s", stage.name)
         return done
+    if read_manifest(store, "base") is None:
+        # A cluster run that nobody `mmzero import`ed: its first stage imports spec.model.
+        from mmzero_runtime.stages.transfer import import_base_model
+
+        import_base_model(run, store)
     _check_inputs(run, store, stage)
     check_fit(run.spec, store.path(keys.BASE_MODEL))
     ctx = StageContext(run, store, stage, device=device)

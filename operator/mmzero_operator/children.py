@@ -31,8 +31,6 @@ LABEL_ATTEMPT = "mmzero.dev/attempt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mmzero-operator", "app.kubernetes.io/name": "mmzero"}
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 METRICS_PORT = 9090
-METRICS_LINGER_SECONDS = 30
-"""A finished stage serves its final metrics this long: one scrape at the chart's interval."""
 GPU = "nvidia.com/gpu"
 SPEC_DIR = "/etc/mmzero"
 STORE_MOUNT = "/var/lib/mmzero"
@@ -221,7 +219,7 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
     # run, iteration and stage labels from the pod's.
     env = [
         {"name": "MMZERO_METRICS_PORT", "value": str(METRICS_PORT)},
-        {"name": "MMZERO_METRICS_LINGER_SECONDS", "value": str(METRICS_LINGER_SECONDS)},
+        {"name": "MMZERO_METRICS_LINGER_SECONDS", "value": str(cluster.metrics_linger_seconds)},
         *server_env(run, stage),
     ]
     ports = [{"name": "metrics", "containerPort": METRICS_PORT}]
@@ -262,6 +260,15 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
     }
 
 
+def _longest_response(spec: RunSpec) -> int:
+    """The most tokens any stage asks a served role for in one response."""
+    data, roles = spec.data, spec.roles
+    samplings = (data.propose_sampling, data.code_sampling, data.coder_service_sampling,
+                 data.solver_service_sampling, spec.evaluation.sampling)  # fmt: skip
+    responses = (roles.proposer, roles.coder, roles.solver)
+    return max([s.max_tokens for s in samplings] + [r.max_response_tokens for r in responses])
+
+
 def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[dict[str, Any]]:
     """A Deployment and a Service per frozen-role server of `stage`: `mmzero serve` on the
     stage's checkpoint of that role, ready when its model is loaded (`/health`)."""
@@ -273,9 +280,13 @@ def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[di
             LABEL_STAGE: stage.kind,
             LABEL_SERVER: name,
         }
+        role = getattr(spec.roles, group.role or "solver")
         command = [
             "mmzero", "serve", "--spec", f"{SPEC_DIR}/run.yaml", "--key", group.models[0],
             "--run-dir", _run_dir(spec, run), "--host", "0.0.0.0", "--port", str(SERVER_PORT),
+            # the prompt limit the stage would apply in-process, so both ways agree
+            "--max-prompt-tokens", str(role.max_prompt_tokens),
+            "--max-tokens", str(_longest_response(spec)), "--device", "auto",
         ]  # fmt: skip
         ports = [{"name": "http", "containerPort": SERVER_PORT}]
         pod_spec = _pod_spec(run, spec, group, "server", command, [], ports)

@@ -88,7 +88,7 @@ def measured(
         RECONCILES.labels(trigger, "gone").inc()
     else:
         _phases[key] = decision.status.get("phase", "Pending")
-        for job in decision.create:
+        for job in (obj for obj in decision.create if obj["kind"] == "Job"):
             labels = job["metadata"]["labels"]
             retry = "false" if labels[LABEL_ATTEMPT] == "1" else "true"
             JOBS_CREATED.labels(labels[LABEL_STAGE], retry).inc()
