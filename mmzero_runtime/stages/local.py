@@ -17,14 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mmzero_runtime.models.fit import check_fit
-from mmzero_runtime.spec import MUTABLE_AFTER_START, MMZeroRun, load_run, parse_run
+from mmzero_runtime.spec import MMZeroRun, load_run, parse_run
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.keys import BASE_MODEL, RUN_FILE, RUN_MANIFEST
 from mmzero_runtime.stages.plan import STAGE_KINDS, Stage, all_stages, plan
-from mmzero_runtime.stages.runner import open_store, versions
+from mmzero_runtime.stages.runner import open_store, pin_run, versions
 from mmzero_runtime.stages.transfer import import_base_model
 from mmzero_runtime.storage.manifest import read_manifest
 from mmzero_runtime.storage.store import ArtifactStore, LocalStore
@@ -36,24 +34,6 @@ def spec_hash(run: MMZeroRun) -> str:
     """sha256 of the spec's canonical JSON: two runs with one hash ran one method."""
     text = json.dumps(run.spec.model_dump(mode="json"), sort_keys=True)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def pin_run(run: MMZeroRun, store: ArtifactStore) -> MMZeroRun:
-    """Store the effective run file once; later only the fields in MUTABLE_AFTER_START change."""
-    if store.exists(RUN_FILE):
-        pinned = parse_run(yaml.safe_load(store.read_bytes(RUN_FILE)), f"{store}/{RUN_FILE}")
-        mutable = {name: getattr(run.spec, name) for name in MUTABLE_AFTER_START}
-        same = pinned.spec.model_copy(update=mutable)
-        if same != run.spec:
-            raise StageError(
-                f"{store} was started with another spec; only spec.iterations, "
-                "spec.suspend and spec.cluster may change in a started run. Give the run a new "
-                "metadata.name, or delete the run's directory to start over"
-            )
-    text = yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False)
-    store.write_bytes(RUN_FILE, text.encode())
-    store.path(RUN_FILE)  # the stage processes read the local copy
-    return run
 
 
 def finished(run: MMZeroRun, store: ArtifactStore) -> list[str]:

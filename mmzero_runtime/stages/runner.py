@@ -16,9 +16,11 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import yaml
+
 from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.models.fit import check_fit
-from mmzero_runtime.spec import MMZeroRun
+from mmzero_runtime.spec import MUTABLE_AFTER_START, MMZeroRun, parse_run
 from mmzero_runtime.stages import keys, metrics
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
@@ -53,6 +55,26 @@ def find_stage(run: MMZeroRun, kind: StageKind, iteration: int) -> Stage:
     )
 
 
+def pin_run(run: MMZeroRun, store: ArtifactStore) -> MMZeroRun:
+    """Store the effective run file once; later only the fields in MUTABLE_AFTER_START change."""
+    if store.exists(keys.RUN_FILE):
+        pinned = parse_run(
+            yaml.safe_load(store.read_bytes(keys.RUN_FILE)), f"{store}/{keys.RUN_FILE}"
+        )
+        mutable = {name: getattr(run.spec, name) for name in MUTABLE_AFTER_START}
+        same = pinned.spec.model_copy(update=mutable)
+        if same != run.spec:
+            raise StageError(
+                f"{store} was started with another spec; only spec.iterations, "
+                "spec.suspend and spec.cluster may change in a started run. Give the run a new "
+                "metadata.name, or delete the run's directory to start over"
+            )
+    text = yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False)
+    store.write_bytes(keys.RUN_FILE, text.encode())
+    store.path(keys.RUN_FILE)  # the stage processes read the local copy
+    return run
+
+
 def _check_inputs(run: MMZeroRun, store: ArtifactStore, stage: Stage) -> None:
     prefixes = {keys.producer_prefix(key) for _, key in stage.inputs}
     for prefix in sorted(prefixes):
@@ -73,6 +95,7 @@ def run_stage(
     if done is not None:
         log.info("stage already done, nothing to do stage=%s", stage.name)
         return done
+    pin_run(run, store)  # a cluster run's first stage stores its run file, as `mmzero run` does
     if read_manifest(store, "base") is None:
         # A cluster run that nobody `mmzero import`ed: its first stage imports spec.model.
         from mmzero_runtime.stages.transfer import import_base_model

@@ -14,14 +14,13 @@ from mmzero_runtime.stages.keys import RUN_FILE
 from mmzero_runtime.stages.local import (
     finished,
     load_effective,
-    pin_run,
     spec_hash,
     status_lines,
     write_run_manifest,
 )
 from mmzero_runtime.stages.plan import all_stages
 from mmzero_runtime.stages.provenance import check_producer
-from mmzero_runtime.stages.runner import find_stage, run_dir
+from mmzero_runtime.stages.runner import find_stage, pin_run, run_dir
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.storage.store import LocalStore
 
