@@ -313,6 +313,24 @@ def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[di
                 },
             }
         )
+        # Only the run's own pods may ask the server (enforced by CNIs with NetworkPolicy).
+        objects.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": _metadata(body, name, labels),
+                "spec": {
+                    "podSelector": {"matchLabels": {LABEL_SERVER: name}},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {
+                            "from": [{"podSelector": {"matchLabels": {LABEL_RUN: run}}}],
+                            "ports": [{"protocol": "TCP", "port": SERVER_PORT}],
+                        }
+                    ],
+                },
+            }
+        )
         objects.append(
             {
                 "apiVersion": "v1",

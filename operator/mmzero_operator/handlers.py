@@ -105,8 +105,13 @@ def _apps() -> client.AppsV1Api:
 
 
 def _delete_server(namespace: str, name: str) -> None:
-    """Remove a frozen-role server's Deployment and Service (gone already is fine)."""
-    for delete in (_apps().delete_namespaced_deployment, _core().delete_namespaced_service):
+    """Remove a frozen-role server's Deployment, Service and NetworkPolicy (gone is fine)."""
+    deletes = (
+        _apps().delete_namespaced_deployment,
+        _core().delete_namespaced_service,
+        client.NetworkingV1Api(_api()).delete_namespaced_network_policy,
+    )
+    for delete in deletes:
         try:
             delete(name, namespace, propagation_policy="Background")
         except ApiException as error:
@@ -140,6 +145,7 @@ def _create(namespace: str, obj: dict[str, Any]) -> None:
             "Job": _batch().create_namespaced_job,
             "Deployment": _apps().create_namespaced_deployment,
             "Service": _core().create_namespaced_service,
+            "NetworkPolicy": client.NetworkingV1Api(_api()).create_namespaced_network_policy,
             "ConfigMap": _core().create_namespaced_config_map,
         }
         creators[obj["kind"]](namespace, manifest)

@@ -111,7 +111,7 @@ def drive(
     store: Path | ArtifactStore,
     until: int,
     seen: list[str],
-    timeout: float = 90,
+    timeout: float = 180,
 ) -> None:
     """Perform each stage whose Job appears, in the order they appear, until `until` are done."""
     deadline = time.monotonic() + timeout

@@ -325,16 +325,18 @@ def test_frozen_roles_are_served_while_their_stage_runs_then_removed(
     )
     solver = next(d for d in served["items"] if d["metadata"]["name"] == "demo-i1pg-solver")
     assert solver["spec"]["replicas"] == 3
-    services = kube_cluster.get_json("services", "-n", namespace, "-l", f"{LABEL_RUN}={RUN}")
-    assert {s["metadata"]["name"] for s in services["items"]} == names
+    for kind in ("services", "networkpolicies"):
+        made = kube_cluster.get_json(kind, "-n", namespace, "-l", f"{LABEL_RUN}={RUN}")
+        assert {s["metadata"]["name"] for s in made["items"]} == names, kind
     job = kube_cluster.get_json("job", f"{RUN}-i1-proposer-grpo", "-n", namespace)
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "MMZERO_SERVER_CODER", "value": "http://demo-i1pg-coder:8000"} in env
 
     perform(store, "i1-proposer-grpo")  # the stage finishes: its servers go
     kube_cluster.wait_for(deployments, lambda got: got["items"] == [], "servers removed")
-    kube_cluster.wait_for(
-        ["services", "-n", namespace, "-l", f"{LABEL_RUN}={RUN}"],
-        lambda got: got["items"] == [],
-        "server Services removed",
-    )
+    for kind in ("services", "networkpolicies"):
+        kube_cluster.wait_for(
+            [kind, "-n", namespace, "-l", f"{LABEL_RUN}={RUN}"],
+            lambda got: got["items"] == [],
+            f"server {kind} removed",
+        )

@@ -231,3 +231,30 @@ def test_any_json_body_is_parsed_or_refused_with_bad_request(body: Any) -> None:
         assert str(error)
     else:
         assert request.messages and 1 <= request.n <= 64 and 1 <= request.max_tokens <= 64
+
+
+def test_a_server_that_dies_mid_stage_is_waited_for_and_nothing_is_lost(
+    local: HFGenerator, chart: Path
+) -> None:
+    first = ModelServer(local, port=0, max_tokens=64)
+    first.start()
+    port = first.httpd.server_address[1]
+    client = HTTPGenerator(first.url, model_digest=DIGEST, retry_seconds=60)
+    requests = _requests(chart)
+    before = client.generate(requests[:1])
+    first.stop()  # the pod dies; its Deployment starts another on the same address
+    replacement: list[ModelServer] = []
+
+    def restart() -> None:
+        replacement.append(ModelServer(local, port=port, max_tokens=64))
+        replacement[0].start()
+
+    threading.Timer(2.0, restart).start()
+    try:
+        after = client.generate(requests)
+    finally:
+        time.sleep(0.1)
+        for server in replacement:
+            server.stop()
+    assert all(result.ok for result in after)
+    assert after[0].samples == before[0].samples  # the same seeds, the same answers

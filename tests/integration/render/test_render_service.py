@@ -5,6 +5,8 @@ service is gone."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -96,3 +98,29 @@ def test_a_gone_service_stops_the_stage_naming_it() -> None:
     renderer = HTTPRenderer("http://127.0.0.1:9", retry_seconds=1)
     with pytest.raises(RenderServiceError, match=r"127\.0\.0\.1:9.*no answer for 1 s"):
         renderer.render_many([("a", GOOD)])
+
+
+def test_a_render_pod_that_dies_is_waited_for() -> None:
+    from mmzero_runtime.serving.render_server import RenderServer
+
+    spec = RunSpec()
+    with Renderer(spec.render, spec.image) as renderer:
+        first = RenderServer(renderer, port=0)
+        first.start()
+        port = first.httpd.server_address[1]
+        client = HTTPRenderer(first.url, retry_seconds=60)
+        first.stop()  # OOM-killed; the Deployment replaces it behind the same Service
+        replacement: list[RenderServer] = []
+
+        def restart() -> None:
+            replacement.append(RenderServer(renderer, port=port))
+            replacement[0].start()
+
+        threading.Timer(2.0, restart).start()
+        try:
+            (result,) = client.render_many([("after-restart", GOOD)])
+        finally:
+            time.sleep(0.1)
+            for server in replacement:
+                server.stop()
+    assert result.ok and result.id == "after-restart"

@@ -281,9 +281,13 @@ def test_stage_pods_get_the_operators_service_addresses() -> None:
 def test_a_grpo_stage_gets_its_frozen_roles_served_while_it_runs() -> None:
     decision = reconcile(_body(), [], [], NOW)
     assert _servers(decision) == [
-        ("Deployment", "demo-i1pg-coder"), ("Service", "demo-i1pg-coder"),
-        ("Deployment", "demo-i1pg-solver"), ("Service", "demo-i1pg-solver"),
+        (kind, name) for name in ("demo-i1pg-coder", "demo-i1pg-solver")
+        for kind in ("Deployment", "NetworkPolicy", "Service")
     ]  # fmt: skip
+    policy = next(o for o in decision.create if o["kind"] == "NetworkPolicy")["spec"]
+    assert policy["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"mmzero.dev/run": "demo"}}}
+    ]
     job = next(o for o in decision.create if o["kind"] == "Job")
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "MMZERO_SERVER_SOLVER", "value": "http://demo-i1pg-solver:8000"} in env
@@ -309,6 +313,7 @@ def test_the_coder_stage_is_judged_by_a_served_solver() -> None:
     assert _names(decision) == ["demo-i1-coder-grpo"]
     assert _servers(decision) == [
         ("Deployment", "demo-i1cg-solver"),
+        ("NetworkPolicy", "demo-i1cg-solver"),
         ("Service", "demo-i1cg-solver"),
     ]
     job = next(o for o in decision.create if o["kind"] == "Job")
