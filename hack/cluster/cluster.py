@@ -294,7 +294,8 @@ def _start_kwok(cluster: Cluster, tie: bool) -> None:
 
 
 def _create_fake_nodes(cluster: Cluster, count: int, gpus: int) -> None:
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", GPU_RESOURCE: str(gpus)}
+    # The shape of an 8-GPU server (224 vCPU, 2 TiB): the reference layout's pods fit as on one.
+    capacity = {"cpu": "224", "memory": "2048Gi", "pods": "110", GPU_RESOURCE: str(gpus)}
     nodes = []
     for index in range(count):
         name = f"kwok-gpu-{index}"
