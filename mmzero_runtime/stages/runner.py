@@ -57,10 +57,10 @@ def find_stage(run: MMZeroRun, kind: StageKind, iteration: int) -> Stage:
 
 def pin_run(run: MMZeroRun, store: ArtifactStore) -> MMZeroRun:
     """Store the effective run file once; later only the fields in MUTABLE_AFTER_START change."""
-    if store.exists(keys.RUN_FILE):
-        pinned = parse_run(
-            yaml.safe_load(store.read_bytes(keys.RUN_FILE)), f"{store}/{keys.RUN_FILE}"
-        )
+    text = yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False).encode()
+    stored = store.read_bytes(keys.RUN_FILE) if store.exists(keys.RUN_FILE) else None
+    if stored is not None and stored != text:
+        pinned = parse_run(yaml.safe_load(stored), f"{store}/{keys.RUN_FILE}")
         mutable = {name: getattr(run.spec, name) for name in MUTABLE_AFTER_START}
         same = pinned.spec.model_copy(update=mutable)
         if same != run.spec:
@@ -69,8 +69,8 @@ def pin_run(run: MMZeroRun, store: ArtifactStore) -> MMZeroRun:
                 "spec.suspend and spec.cluster may change in a started run. Give the run a new "
                 "metadata.name, or delete the run's directory to start over"
             )
-    text = yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False)
-    store.write_bytes(keys.RUN_FILE, text.encode())
+    if stored != text:  # each stage pins too: an unchanged run file is not written again
+        store.write_bytes(keys.RUN_FILE, text)
     store.path(keys.RUN_FILE)  # the stage processes read the local copy
     return run
 
@@ -164,9 +164,4 @@ def open_store(run: MMZeroRun, directory: Path) -> ArtifactStore:
         return LocalStore(directory)
     from mmzero_runtime.storage.s3 import S3Store
 
-    return S3Store.from_environment(
-        f"{storage.uri.rstrip('/')}/{run.metadata.name}",
-        root=directory,
-        endpoint=storage.endpoint,
-        retry_seconds=storage.retry_seconds,
-    )
+    return S3Store.for_run(storage, run.metadata.name, root=directory)

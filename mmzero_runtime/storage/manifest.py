@@ -92,14 +92,14 @@ def tree_digest(directory: Path, under: str = "") -> str:
     they are stored as `under/<relative path>`: for a checkpoint outside a store
     (`mmzero serve MODEL_DIR`, `mmzero import`)."""
     prefix = f"{under.rstrip('/')}/" if under else ""
-    lines = sorted(
-        f"{prefix}{path.relative_to(directory).as_posix()} {sha256_file(path)}"
+    files = {
+        f"{prefix}{path.relative_to(directory).as_posix()}": FileEntry(
+            sha256_file(path), path.stat().st_size
+        )
         for path in directory.rglob("*")
         if path.is_file()
-    )
-    if not lines:
-        raise ManifestError(f"{directory}: no files to digest")
-    return "sha256:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    }
+    return Manifest(str(directory), files).digest(under)
 
 
 class StageOutput:
@@ -152,10 +152,11 @@ def verify(store: ArtifactStore, prefix: str) -> Manifest:
     problems = []
     for name, entry in sorted(manifest.files.items()):
         key = f"{prefix}/{name}"
-        if not store.exists(key):
+        try:
+            actual = sha256_file(store.path(key))  # for S3: the downloaded copy stages will read
+        except (StoreError, FileNotFoundError):
             problems.append(f"{key}: missing")
             continue
-        actual = sha256_file(store.path(key))  # for S3: the downloaded copy stages will read
         if actual != entry.sha256:
             problems.append(
                 f"{key}: sha256 {actual[:12]}… differs from the manifest's {entry.sha256[:12]}…"

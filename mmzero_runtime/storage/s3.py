@@ -17,7 +17,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error, ServerError
 
+from mmzero_runtime.spec import StorageSpec
 from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.storage.store import AtomicWriter, check_key
 
@@ -100,11 +101,18 @@ class S3Store:
 
     @classmethod
     def from_environment(
-        cls, uri: str, *, root: str | Path, endpoint: str | None = None, retry_seconds: float = 300
+        cls,
+        uri: str,
+        *,
+        root: str | Path,
+        endpoint: str | None = None,
+        retry_seconds: float = 300,
+        environ: Mapping[str, str] = os.environ,
     ) -> S3Store:
-        """A store with credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
-        endpoint = endpoint or os.environ.get(ENDPOINT_ENV)
-        access, secret = os.environ.get(ACCESS_KEY_ENV), os.environ.get(SECRET_KEY_ENV)
+        """A store with credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in `environ`
+        (the process environment, or the operator's view of a run's Secret)."""
+        endpoint = endpoint or environ.get(ENDPOINT_ENV)
+        access, secret = environ.get(ACCESS_KEY_ENV), environ.get(SECRET_KEY_ENV)
         if not endpoint:
             raise StoreError(
                 f"storage uri {uri!r}: no S3 endpoint; set spec.storage.endpoint or {ENDPOINT_ENV}"
@@ -121,6 +129,25 @@ class S3Store:
             secret_key=secret,
             root=root,
             retry_seconds=retry_seconds,
+        )
+
+    @classmethod
+    def for_run(
+        cls,
+        storage: StorageSpec,
+        run: str,
+        *,
+        root: str | Path,
+        retry_seconds: float | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> S3Store:
+        """The store of run `run`: `<storage.uri>/<run>`, at the spec's endpoint."""
+        return cls.from_environment(
+            f"{storage.uri.rstrip('/')}/{run}",
+            root=root,
+            endpoint=storage.endpoint,
+            retry_seconds=storage.retry_seconds if retry_seconds is None else retry_seconds,
+            environ=environ,
         )
 
     def __repr__(self) -> str:
@@ -219,6 +246,10 @@ class S3Store:
     def download_file(self, key: str, path: Path) -> None:
         if not self.exists(key):
             raise StoreError(f"{self}: no object {key!r} to download")
+        self._download(key, path)
+
+    def _download(self, key: str, path: Path) -> None:
+        """GET an object known to exist into `path`, atomically."""
 
         def call() -> None:
             response = self._client.get_object(self.bucket, self._name(key))
@@ -233,14 +264,18 @@ class S3Store:
         self._retry(f"download {key!r}", call)
 
     def list(self, prefix: str) -> list[str]:
+        return sorted(self._objects(prefix))
+
+    def _objects(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """(size, ETag) of every object under `prefix`, from one listing."""
         base = self._name(prefix) + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
         return self._retry(
             f"list {prefix!r}",
-            lambda: sorted(
-                str(o.object_name)[strip:]
+            lambda: {
+                str(o.object_name)[strip:]: (int(o.size or 0), str(o.etag))
                 for o in self._client.list_objects(self.bucket, prefix=base, recursive=True)
-            ),
+            },
         )
 
     def delete_prefix(self, prefix: str) -> None:
@@ -260,16 +295,14 @@ class S3Store:
         if found is not None:
             self._mirror(key, target, found)
             return target
-        keys = self.list(key)
-        if not keys:
+        objects = self._objects(key)
+        if not objects:
             raise StoreError(
                 f"{self}: nothing stored under {key!r}; the stage that writes it has not "
                 "finished, or the store was changed by hand"
             )
-        for name in keys:
-            found = self._stat(name)
-            if found is not None:
-                self._mirror(name, self.root / name, found)
+        for name, listed in sorted(objects.items()):
+            self._mirror(name, self.root / name, listed)
         return target
 
     def _mirror(self, key: str, target: Path, found: tuple[int, str]) -> None:
@@ -279,5 +312,5 @@ class S3Store:
         fresh = target.is_file() and target.stat().st_size == size and marker.is_file()
         if fresh and marker.read_text() == etag:
             return
-        self.download_file(key, target)
+        self._download(key, target)
         marker.write_text(etag)

@@ -18,7 +18,7 @@ from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages.plan import all_stages
 from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.storage.manifest import read_manifest
-from mmzero_runtime.storage.s3 import ACCESS_KEY_ENV, ENDPOINT_ENV, SECRET_KEY_ENV, S3Store
+from mmzero_runtime.storage.s3 import S3Store
 from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 
 STORE_ROOT_ENV = "MMZERO_STORE_ROOT"
@@ -44,25 +44,17 @@ def run_store(
     storage = spec.storage
     if not storage.uri.startswith("s3://"):
         return LocalStore(run_root(spec, run, root))
-    values = {**os.environ, **(secret or {})}
-    endpoint = storage.endpoint or values.get(ENDPOINT_ENV)
-    access, key = values.get(ACCESS_KEY_ENV), values.get(SECRET_KEY_ENV)
-    where = f"Secret {storage.credentials_secret!r}" if storage.credentials_secret else "env"
-    named = ((ENDPOINT_ENV, endpoint), (ACCESS_KEY_ENV, access), (SECRET_KEY_ENV, key))
-    missing = [name for name, value in named if not value]
-    if missing or not (endpoint and access and key):
-        raise StoreUnavailable(
-            f"storage {storage.uri}: the credentials ({where}) have no {', '.join(missing)}; "
-            "add them to the Secret (the endpoint may instead be spec.storage.endpoint)"
+    try:
+        return S3Store.for_run(
+            storage,
+            run,
+            root=tempfile.gettempdir(),  # never written: the operator only reads manifests
+            retry_seconds=OPERATOR_RETRY_SECONDS,
+            environ={**os.environ, **(secret or {})},
         )
-    return S3Store(
-        f"{storage.uri.rstrip('/')}/{run}",
-        endpoint=endpoint,
-        access_key=access,
-        secret_key=key,
-        root=tempfile.gettempdir(),  # never written: the operator only reads manifests
-        retry_seconds=OPERATOR_RETRY_SECONDS,
-    )
+    except StoreError as error:
+        where = f"Secret {storage.credentials_secret!r}" if storage.credentials_secret else "env"
+        raise StoreUnavailable(f"{error} (credentials read from: {where})") from None
 
 
 def done_stages(
