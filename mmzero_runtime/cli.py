@@ -308,11 +308,12 @@ def _status(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from mmzero_runtime.report.build import build_report
+    from mmzero_runtime.stages.keys import RUN_FILE
     from mmzero_runtime.stages.runner import open_store, run_dir
 
     where = Path(args.run)
     if where.is_dir():
-        run = load_run(where / "run.yaml")
+        run = load_run(where / RUN_FILE)
     else:  # a run file: its store may be S3, mirrored into run_dir
         run = load_run(where)
         where = run_dir(run)

@@ -84,13 +84,11 @@ class HTTPGenerator:
         done = tokens = 0
         results: list[GenerationResult] = []
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = [pool.submit(self._one, request) for request in requests]
+            futures = {pool.submit(self._one, request): request for request in requests}
             for future in as_completed(futures):
                 result = future.result()
                 results.append(result)
-                done += len(result.samples) or next(
-                    r.n for r in requests if r.id == result.request_id
-                )
+                done += futures[future].n  # drawn, or lost with a failed request
                 tokens += result.completion_tokens
                 if on_progress is not None:
                     on_progress(Progress(done, total, tokens, time.perf_counter() - start))

@@ -9,6 +9,7 @@ Proposer rewards with every term; then the spec. Images are embedded, so the fil
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 from collections import Counter
@@ -207,8 +208,8 @@ def _resources(root: Path, run: MMZeroRun, i: int) -> str:
 def build_report(store: ArtifactStore) -> Path:
     """Write `report.html` into the store and return its local path (under `store.root`)."""
     run = parse_run(yaml.safe_load(store.read_bytes(RUN_FILE)), f"{store}/{RUN_FILE}")
-    if store.list(metrics.METRICS_DIR):
-        store.path(metrics.METRICS_DIR)  # an S3 store's metric files, mirrored for reading
+    with contextlib.suppress(StoreError):  # an S3 store's metric files, mirrored for reading
+        store.path(metrics.METRICS_DIR)
     sections = []
     for i in range(1, run.spec.iterations + 1):
         sections.append(

@@ -1,4 +1,5 @@
-"""What both servers share: JSON in and out, bearer-token auth, request ids, a body limit.
+"""What both servers share: JSON in and out, bearer-token auth, request ids, a body limit,
+and serving from background threads.
 
 Errors are OpenAI-shaped (`{"error": {"message", "type", "code"}}`) so clients read them the
 same way from `mmzero serve`, the render service and vLLM.
@@ -9,9 +10,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import threading
 import uuid
+from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -78,3 +81,34 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def not_found(self) -> None:
         self.send_problem(RequestError(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found"))
+
+
+class JsonService:
+    """A threaded HTTP server for one handler class, served in the background by `start()`."""
+
+    def __init__(self, handler: type[JsonHandler], host: str, port: int) -> None:
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self, *workers: Callable[[], None]) -> None:
+        """Serve requests, and run `workers` (e.g. a batching loop), each in its own thread."""
+        for target in (*workers, self.httpd.serve_forever):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.stopped()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def stopped(self) -> None:
+        """Called once no request can arrive any more: let the workers end."""

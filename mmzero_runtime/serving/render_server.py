@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from mmzero_runtime.render import Renderer
 from mmzero_runtime.render.remote import MAX_BATCH, encode_result
-from mmzero_runtime.serving.http import JsonHandler, RequestError
+from mmzero_runtime.serving.http import JsonHandler, JsonService, RequestError
 
 log = logging.getLogger(__name__)
 
 
-class RenderServer:
+class RenderServer(JsonService):
     """HTTP front of one `Renderer`; `start()` serves in a background thread."""
 
     def __init__(
@@ -37,23 +37,11 @@ class RenderServer:
         self.token = token
         self.slots = threading.BoundedSemaphore(queue_size + 1)
         self.pool_lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer((host, port), _handler(self))
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        super().__init__(_handler(self), host, port)
 
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        self._thread.start()
+    def start(self, *workers: Callable[[], None]) -> None:
+        super().start(*workers)
         log.info("render service url=%s", self.url)
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=30)
 
     def render(self, body: Any) -> dict[str, Any]:
         items = body.get("items") if isinstance(body, dict) else None

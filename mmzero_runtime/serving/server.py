@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import queue
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from mmzero_runtime.generation.base import GenerationRequest, GenerationResult, Generator
@@ -28,7 +27,7 @@ from mmzero_runtime.generation.wire import (
     decode_request,
     encode_response,
 )
-from mmzero_runtime.serving.http import JsonHandler, RequestError
+from mmzero_runtime.serving.http import JsonHandler, JsonService, RequestError
 from mmzero_runtime.spec import SamplingSpec
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,8 @@ class _Job:
     done: Future[GenerationResult] = field(default_factory=Future)
 
 
-class ModelServer:
-    """The HTTP server of one frozen role; `start()` serves in a background thread."""
+class ModelServer(JsonService):
+    """The HTTP server of one frozen role; `start()` serves in background threads."""
 
     def __init__(
         self,
@@ -62,28 +61,14 @@ class ModelServer:
         self.batch_requests = batch_requests
         self.batch_wait_seconds = batch_wait_seconds
         self.pending: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
-        self.httpd = ThreadingHTTPServer((host, port), _handler(self))
-        self.httpd.daemon_threads = True
-        self._threads: list[threading.Thread] = []
+        super().__init__(_handler(self), host, port)
 
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        for target in (self._work, self.httpd.serve_forever):
-            thread = threading.Thread(target=target, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    def start(self, *workers: Callable[[], None]) -> None:
+        super().start(self._work, *workers)
         log.info("serving model=%s url=%s", self.generator.model_digest, self.url)
 
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.pending.put(None)
-        for thread in self._threads:
-            thread.join(timeout=30)
+    def stopped(self) -> None:
+        self.pending.put(None)  # the batching loop ends after what is queued
 
     def submit(self, job: _Job) -> None:
         """Queue a job; `queue.Full` when the server is at capacity."""

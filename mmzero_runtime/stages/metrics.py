@@ -48,20 +48,23 @@ def append_step(root: Path, stage: str, step: int, figures: dict[str, float]) ->
         handle.write(row + "\n")
 
 
-def write_summary(root: Path, stage: str, figures: dict[str, Any]) -> None:
-    """Write `<run>/metrics/<stage>.json` (replacing an earlier attempt's)."""
-    path = _directory(root) / f"{stage}.json"
+def _replace(root: Path, name: str, data: bytes) -> None:
+    """Write `<run>/metrics/<name>` whole, replacing an earlier attempt's."""
+    path = _directory(root) / name
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"stage": stage, **figures}, indent=1, sort_keys=True) + "\n")
+    tmp.write_bytes(data)
     tmp.replace(path)
+
+
+def write_summary(root: Path, stage: str, figures: dict[str, Any]) -> None:
+    """Write `<run>/metrics/<stage>.json`."""
+    text = json.dumps({"stage": stage, **figures}, indent=1, sort_keys=True) + "\n"
+    _replace(root, f"{stage}.json", text.encode())
 
 
 def write_exposition(root: Path, stage: str, text: bytes) -> None:
     """Write `<run>/metrics/<stage>.prom`: the stage's Prometheus metrics as they ended."""
-    path = _directory(root) / f"{stage}.prom"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(text)
-    tmp.replace(path)
+    _replace(root, f"{stage}.prom", text)
 
 
 def publish(store: ArtifactStore, stage: str) -> None:

@@ -151,7 +151,8 @@ class Decision:
     """The run file's ConfigMap as it should be (created, or replaced when it differs)."""
     create: list[dict[str, Any]] = field(default_factory=list)
     delete_servers: list[str] = field(default_factory=list)
-    """Frozen-role servers (Deployment and Service of one name) no running stage needs."""
+    """Frozen-role servers (Deployment, Service and NetworkPolicy of one name) no running stage
+    needs."""
     suspend: list[str] = field(default_factory=list)
     resume: list[str] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
