@@ -275,7 +275,8 @@ def _serve(
     made: set[str] = set()
     for name, stage in wanted.items():
         if name not in existing and stage.name not in made:
-            decision.create.extend(server_objects(body, spec, stage))
+            # before the stage's Job: its pod finds the servers' Services already there
+            decision.create[:0] = server_objects(body, spec, stage)
             made.add(stage.name)
     decision.delete_servers = sorted(existing - set(wanted))
 

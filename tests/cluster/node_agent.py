@@ -228,8 +228,8 @@ class NodeAgent:
 
         def address(match: re.Match[str]) -> str:
             name = match.group(1)
-            if name not in services:
-                return match.group(0)
+            if name not in services:  # made with the pod, not yet listed: start it later
+                raise LookupError(name)
             selector = services[name].spec.selector or {}
             for known in self.pods.values():
                 pod = self._read(known)
