@@ -659,7 +659,9 @@ class StorageSpec(_Spec):
     stops with an error; finished stages are kept either way."""
 
     keep_checkpoints: int = Field(0, ge=0)
-    """Intermediate checkpoints kept per role besides every iteration's final one; 0 keeps all."""
+    """Models kept per role: every GRPO stage publishes one per iteration, and the older ones
+    beyond the newest N are removed once no stage still to run reads them (the base model is
+    always kept); 0 keeps all. `mmzero export` names the iterations still kept."""
 
 
 class ClusterSpec(_Spec):

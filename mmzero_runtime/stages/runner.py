@@ -25,6 +25,7 @@ from mmzero_runtime.stages import keys, metrics
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.plan import Stage, StageKind, all_stages
+from mmzero_runtime.stages.retention import prune
 from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest, verify
 from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 
@@ -117,6 +118,8 @@ def run_stage(
     }
     manifest = output.commit(meta)
     ctx.finish()
+    if stage.kind.endswith("-grpo"):
+        prune(run.spec, store)
     seconds = time.monotonic() - started
     metrics.write_summary(
         store.root,

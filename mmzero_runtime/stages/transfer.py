@@ -14,6 +14,7 @@ from pathlib import Path
 from mmzero_runtime.spec import MMZeroRun
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.retention import pruned_reason
 from mmzero_runtime.stages.runner import versions
 from mmzero_runtime.storage.manifest import (
     Manifest,
@@ -51,13 +52,17 @@ def import_base_model(run: MMZeroRun, store: ArtifactStore, source: Path | None 
     return output.commit({"stage": "base", "source": origin, "versions": versions()})
 
 
-def latest_checkpoint(run: MMZeroRun, store: ArtifactStore, role: keys.Role) -> int:
-    """The last iteration whose GRPO stage of `role` has finished (0: only the base model)."""
-    done = [
+def finished_checkpoints(run: MMZeroRun, store: ArtifactStore, role: keys.Role) -> list[int]:
+    """Iterations whose GRPO stage of `role` has finished, oldest first."""
+    return [
         i for i in range(1, run.spec.iterations + 1)
         if read_manifest(store, keys.stage_prefix(i, f"{role}-grpo")) is not None
     ]  # fmt: skip
-    return max(done, default=0)
+
+
+def latest_checkpoint(run: MMZeroRun, store: ArtifactStore, role: keys.Role) -> int:
+    """The last iteration whose GRPO stage of `role` has finished (0: only the base model)."""
+    return max(finished_checkpoints(run, store, role), default=0)
 
 
 def export_checkpoint(
@@ -74,6 +79,16 @@ def export_checkpoint(
         raise StageError(
             f"run {run.metadata.name}: no {role} checkpoint after iteration {iteration} "
             f"({prefix} has not finished); `mmzero status` shows what has"
+        )
+    pruned = pruned_reason(store, key)
+    if pruned is not None:
+        kept = [
+            i for i in finished_checkpoints(run, store, role)
+            if pruned_reason(store, keys.checkpoint_key(role, i)) is None
+        ]  # fmt: skip
+        raise StageError(
+            f"run {run.metadata.name}: the {role} checkpoint after iteration {iteration} was "
+            f"{pruned}; kept iterations: {', '.join(map(str, kept)) or 'none'}"
         )
     manifest = verify(store, prefix)
     source = store.path(key)

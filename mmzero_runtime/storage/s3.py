@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -287,6 +288,7 @@ class S3Store:
                 raise StoreError(f"{self}: could not delete {failed[0].name}: {failed[0].message}")
 
         self._retry(f"delete {prefix!r}", call)
+        shutil.rmtree(self.root / check_key(prefix), ignore_errors=True)  # and the mirror copy
 
     def path(self, key: str) -> Path:
         """Local copy of object `key`, or of every object under prefix `key`, in `root`."""
