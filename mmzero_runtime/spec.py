@@ -724,6 +724,11 @@ class ClusterSpec(_Spec):
     """How long a finished stage pod keeps serving its final metrics: one scrape interval of
     your Prometheus (the chart's is 30 s); 0 when nothing scrapes stage pods."""
 
+    delete_artifacts: bool = False
+    """Deleting the MMZeroRun also deletes its artifacts from the store (checkpoints, data,
+    report) once its pods have stopped. Off: a deleted run's store data stays, so deleting a
+    run never loses trained checkpoints."""
+
 
 class RunSpec(_Spec):
     """Everything a run needs. `RunSpec()` equals the reference code's values (§12)."""

@@ -268,8 +268,8 @@ class S3Store:
         return sorted(self._objects(prefix))
 
     def _objects(self, prefix: str) -> dict[str, tuple[int, str]]:
-        """(size, ETag) of every object under `prefix`, from one listing."""
-        base = self._name(prefix) + "/"
+        """(size, ETag) of every object under `prefix` ("": the whole store), from one listing."""
+        base = self._name(prefix) + "/" if prefix else self.prefix + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
         return self._retry(
             f"list {prefix!r}",
@@ -280,15 +280,31 @@ class S3Store:
         )
 
     def delete_prefix(self, prefix: str) -> None:
-        names = [DeleteObject(self._name(key)) for key in self.list(prefix)]
+        self._delete(prefix, self.list(prefix))
+        shutil.rmtree(self.root / check_key(prefix), ignore_errors=True)  # and the mirror copy
+
+    def delete_all(self) -> None:
+        if not self.prefix:
+            raise StoreError(f"{self}: refusing to empty a whole bucket; a run store has a prefix")
+        stored = sorted(self._objects(""))
+        self._delete("everything", stored)
+        for top in {key.split("/")[0] for key in stored}:  # the mirror copies, nothing else there
+            target = self.root / top
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+                (self.root / f".etag-{top}").unlink(missing_ok=True)
+
+    def _delete(self, what: str, keys: list[str]) -> None:
+        names = [DeleteObject(self._name(key)) for key in keys]
 
         def call() -> None:
             failed = list(self._client.remove_objects(self.bucket, names))
             if failed:
                 raise StoreError(f"{self}: could not delete {failed[0].name}: {failed[0].message}")
 
-        self._retry(f"delete {prefix!r}", call)
-        shutil.rmtree(self.root / check_key(prefix), ignore_errors=True)  # and the mirror copy
+        self._retry(f"delete {what!r}", call)
 
     def path(self, key: str) -> Path:
         """Local copy of object `key`, or of every object under prefix `key`, in `root`."""

@@ -57,6 +57,10 @@ class ArtifactStore(Protocol):
         """Remove every object under `prefix`."""
         ...
 
+    def delete_all(self) -> None:
+        """Remove every object of this store (the whole run) and their local copies."""
+        ...
+
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape the store root or that are not plain relative paths."""
@@ -120,6 +124,9 @@ class LocalStore:
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.path(prefix), ignore_errors=True)
+
+    def delete_all(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
 
     @staticmethod
     def _atomic(target: Path) -> AtomicWriter:

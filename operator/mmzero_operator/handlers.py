@@ -38,8 +38,9 @@ from mmzero_operator.children import (
     with_stage_env,
 )
 from mmzero_operator.crd import PLURAL, VERSION
-from mmzero_operator.store import StoreUnavailable, done_stages
+from mmzero_operator.store import StoreUnavailable, done_stages, run_store
 from mmzero_runtime.spec import API_GROUP, RunSpec
+from mmzero_runtime.storage.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +311,45 @@ def on_job_event(
     )
     if finished or type == "DELETED":
         _reconcile("job", namespace, labels[LABEL_RUN])
+
+
+def _deletes_artifacts(spec: Mapping[str, Any], **_: Any) -> bool:
+    return bool((spec.get("cluster") or {}).get("delete_artifacts"))
+
+
+@kopf.on.delete(API_GROUP, VERSION, PLURAL, when=_deletes_artifacts)
+def on_run_deleted(namespace: str, name: str, spec: Mapping[str, Any], **_: Any) -> None:
+    """`cluster.delete_artifacts`: stop the run's pods, then empty its store. Until that is
+    done the run's finalizer keeps it (and its Jobs) from going away."""
+    running = [
+        state.name
+        for job in _listed(_batch().list_namespaced_job, namespace, name)
+        if (state := core.job_state(job)) is not None and state.outcome in ("waiting", "running")
+    ]
+    _set_suspend(namespace, running, True)  # the Job controller stops their pods
+    for server in _listed(_apps().list_namespaced_deployment, namespace, name):
+        _delete_server(namespace, server["metadata"]["name"])
+    live = [
+        pod["metadata"]["name"]
+        for pod in _listed(_core().list_namespaced_pod, namespace, name)
+        if (pod.get("status") or {}).get("phase") in ("Pending", "Running")
+    ]
+    if live:
+        raise kopf.TemporaryError(
+            f"waiting for pods {', '.join(sorted(live))} to stop before deleting the run's "
+            "artifacts",
+            delay=5,
+        )
+    run_spec = RunSpec.model_validate(spec)
+    try:
+        run_store(run_spec, name, secret=_store_secret(namespace, run_spec)).delete_all()
+    except (StoreUnavailable, StoreError) as error:
+        raise kopf.TemporaryError(
+            f"cannot delete the artifacts of run {name}: {error}. The run stays until they are "
+            "deleted; to keep them instead, set spec.cluster.delete_artifacts to false",
+            delay=30,
+        ) from error
+    log.info("deleted the artifacts of run %s/%s", namespace, name)
 
 
 @kopf.on.probe(id="seconds_since_last_reconcile")

@@ -1,7 +1,8 @@
-"""The operator's read-only view of the artifact store: which stages have their manifest.
+"""The operator's view of the artifact store: which stages have their manifest.
 
 The operator never writes artifacts and never reads their contents, only the manifests that
-say a stage is done. For a local-directory store it sees the same ReadWriteMany volume the
+say a stage is done; it deletes a run's artifacts only when the run is deleted with
+`spec.cluster.delete_artifacts`. For a local-directory store it sees the same ReadWriteMany volume the
 stage pods mount, at `$MMZERO_STORE_ROOT` (default `/var/lib/mmzero`); for an S3 store it reads
 with the run's credentials (the Secret named by `spec.storage.credentials_secret`, given here
 as its decoded data), and only lists and reads manifests.
@@ -40,7 +41,7 @@ def run_root(spec: RunSpec, run: str, root: str | None = None) -> Path:
 def run_store(
     spec: RunSpec, run: str, *, root: str | None = None, secret: Mapping[str, str] | None = None
 ) -> ArtifactStore:
-    """The run's store, read-only by use; S3 credentials from `secret` or the environment."""
+    """The run's store; S3 credentials from `secret` or the environment."""
     storage = spec.storage
     if not storage.uri.startswith("s3://"):
         return LocalStore(run_root(spec, run, root))
@@ -48,7 +49,7 @@ def run_store(
         return S3Store.for_run(
             storage,
             run,
-            root=tempfile.gettempdir(),  # never written: the operator only reads manifests
+            root=Path(tempfile.gettempdir()) / "mmzero-operator" / run,  # manifests are only read
             retry_seconds=OPERATOR_RETRY_SECONDS,
             environ={**os.environ, **(secret or {})},
         )

@@ -146,6 +146,9 @@ def test_s3_run_waits_for_its_credentials_secret_then_runs_on_minio(
     assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "store-creds"}}]
     assert minio_server.secret_key not in json.dumps(run) + json.dumps(pod)
 
+    kube_cluster.kubectl("delete", "mmzerorun", RUN, "-n", namespace, "--wait=true")
+    assert store.exists(f"{STAGES[-1].output}/MANIFEST.json")  # a deleted run keeps its data
+
 
 def test_operator_killed_mid_run_resumes_without_duplicates(
     kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
@@ -184,19 +187,20 @@ def test_suspend_pauses_the_running_stage_and_resume_restarts_it(
     assert len(run_jobs(kube_cluster, namespace)) == 1
 
 
-def test_deleting_the_run_removes_its_children(
-    kube_cluster: Cluster, namespace: str, operator: Operator
+def test_deleting_the_run_removes_its_children_and_asked_to_its_artifacts(
+    kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
 ) -> None:
     hour_long = {"pod-complete.stage.kwok.x-k8s.io/delay": "1h"}
-    kube_cluster.kubectl(
-        "apply", "-f", "-", stdin=run_document(namespace, pod_annotations=hour_long)
-    )
+    document = run_document(namespace, pod_annotations=hour_long, delete_artifacts=True)
+    kube_cluster.kubectl("apply", "-f", "-", stdin=document)
     kube_cluster.wait_for(
         ["jobs", "-n", namespace, "-l", f"{LABEL_RUN}={RUN}"],
         lambda got: len(got["items"]) == 1,
         "the first stage's Job",
     )
+    perform(store, STAGES[0].name)  # what the run had stored so far
     kube_cluster.kubectl("delete", "mmzerorun", RUN, "-n", namespace, "--wait=true")
+    assert not (store / "runs" / RUN).exists()
     for kind in ("jobs", "configmaps", "pods"):
         kube_cluster.wait_for(
             [kind, "-n", namespace, "-l", f"{LABEL_RUN}={RUN}"],

@@ -54,6 +54,39 @@ def test_objects_round_trip_and_list_under_their_prefix(store: ArtifactStore) ->
     assert store.list("i1") == [] and store.exists("i10/other.txt")
 
 
+def test_deleting_a_run_removes_it_and_its_local_copies(store: ArtifactStore) -> None:
+    store.write_bytes("i1/coder-grpo/model/config.json", b"{}")
+    store.write_bytes("run.yaml", b"spec: {}")
+    copy = store.path("i1/coder-grpo/model")
+    store.delete_prefix("i1/coder-grpo/model")
+    assert not copy.exists() and store.exists("run.yaml")
+    store.path("run.yaml")
+    (store.root / "unrelated.txt").write_text("not the store's")
+    store.delete_all()
+    assert not store.exists("run.yaml") and not (store.root / "run.yaml").exists()
+    assert not store.list("i1")
+    assert isinstance(store, LocalStore) or (store.root / "unrelated.txt").exists()
+
+
+def test_deleting_a_run_leaves_the_run_whose_name_extends_it(
+    minio_server: Any, tmp_path: Path
+) -> None:
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    minio_server.make_bucket(bucket)
+    demo = _s3(minio_server, tmp_path, bucket)
+    demo.write_bytes("run.yaml", b"a")
+    other = S3Store(
+        f"s3://{bucket}/runs/demo-2",
+        endpoint=minio_server.endpoint,
+        access_key=minio_server.access_key,
+        secret_key=minio_server.secret_key,
+        root=tmp_path / "other",
+    )
+    other.write_bytes("run.yaml", b"b")
+    demo.delete_all()
+    assert not demo.exists("run.yaml") and other.read_bytes("run.yaml") == b"b"
+
+
 def test_missing_objects_and_escaping_keys_are_named(store: ArtifactStore) -> None:
     with pytest.raises(StoreError, match="i1/none"):
         store.read_bytes("i1/none")
