@@ -34,6 +34,8 @@ METRICS_PORT_ENV = "MMZERO_METRICS_PORT"
 """Port of a stage process's Prometheus `/metrics` (the operator sets it in stage pods)."""
 METRICS_LINGER_ENV = "MMZERO_METRICS_LINGER_SECONDS"
 """Seconds a finished stage keeps serving /metrics (the operator sets one scrape interval)."""
+PUSHGATEWAY_ENV = "MMZERO_PUSHGATEWAY_URL"
+"""Pushgateway a stage pushes its metrics to when it ends, if set (the chart's option)."""
 SERVE_TOKEN_ENV = "MMZERO_SERVE_TOKEN"
 """Bearer token `mmzero serve` requires when set (from a Secret on a cluster)."""
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -284,9 +286,14 @@ def _stage(args: argparse.Namespace) -> int:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # one bar per stage
-    with logging_redirect_tqdm():  # log lines print above the stage's bar, not through it
-        manifest = run_stage(run, open_store(run, directory), args.kind, args.iteration,
-                             device=_device(args.device))  # fmt: skip
+    try:
+        with logging_redirect_tqdm():  # log lines print above the stage's bar, not through it
+            manifest = run_stage(run, open_store(run, directory), args.kind, args.iteration,
+                                 device=_device(args.device))  # fmt: skip
+    finally:  # a failed stage's figures too: they say how far it got
+        if gateway := os.environ.get(PUSHGATEWAY_ENV):
+            group = {"run": run.metadata.name, "iteration": str(args.iteration), "stage": args.kind}
+            prometheus.push(gateway, group)
     print(f"stage i{args.iteration}-{args.kind}: done ({len(manifest.files)} files)")
     linger = float(os.environ.get(METRICS_LINGER_ENV) or 0)
     if os.environ.get(METRICS_PORT_ENV) and linger > 0:

@@ -4,12 +4,15 @@ generators did, for the stage pod's `/metrics` (`$MMZERO_METRICS_PORT`) and, at 
 
 No run, iteration or stage labels here: on a cluster they come from the pod's labels through
 scrape relabelling (the chart's PodMonitor), so a series never outlives its pod's identity.
+The one exception is the optional Pushgateway (`$MMZERO_PUSHGATEWAY_URL`): there is no pod to
+relabel from, so a finished stage pushes under the grouping key run/iteration/stage.
 A GRPO step's figures (`reward/mean`, `groups/zero_variance_share`, `terms/difficulty`, ...)
 become gauges named `mmzero_grpo_<figure with / as _>`, e.g. `mmzero_grpo_reward_mean`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 
@@ -20,9 +23,14 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     generate_latest,
+    push_to_gateway,
     start_http_server,
 )
 
+log = logging.getLogger(__name__)
+
+PUSH_JOB = "mmzero_stage"
+"""The Pushgateway job every stage pushes under."""
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes, process_cpu_seconds_total
 
@@ -103,3 +111,19 @@ def serve(port: int) -> None:
 def exposition() -> bytes:
     """The metrics now, in the Prometheus text format (for `metrics/<stage>.prom`)."""
     return generate_latest(REGISTRY)
+
+
+def push(gateway: str, grouping: Mapping[str, str]) -> bool:
+    """Push the metrics now to the Pushgateway at `gateway`, replacing the group's previous
+    push; a gateway that does not answer costs a warning, never the stage."""
+    try:
+        push_to_gateway(gateway, PUSH_JOB, REGISTRY, grouping_key=dict(grouping), timeout=10)
+    except (OSError, ValueError) as error:  # refused, timed out, HTTP error, bad URL
+        log.warning(
+            "could not push metrics to the Pushgateway %s (%s); the stage's final figures are "
+            "in metrics/<stage>.prom in the store",
+            gateway,
+            error,
+        )
+        return False
+    return True

@@ -9,6 +9,47 @@ from typing import Any
 import pytest
 
 HACK = Path(__file__).resolve().parents[1] / "hack"
+TRUTHY = {"1", "true", "yes"}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def wait_http(url: str, process: Any, what: str, timeout: float = 120) -> None:
+    """Return once `url` answers; fail naming `what` if `process` exits or time runs out."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else "(see its log)"
+            pytest.fail(f"{what} exited: {output[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what} did not answer {url} in {timeout:.0f} s")
+            time.sleep(0.2)
+
+
+def require_binary(name: str, install: str) -> None:
+    """A Debian-packaged tool (`.ci/run` installs it): a failure under CI=true, else a skip."""
+    import shutil
+
+    if shutil.which(name) is None:
+        reason = f"{name} is not installed ({install})"
+        if os.environ.get("CI", "").lower() in TRUTHY:
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +88,7 @@ def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     Without a MinIO binary: a failure under CI=true, a skip otherwise."""
     if "binary" not in _minio_build:
         reason = f"MinIO unavailable: {_minio_build.get('error', 'not built')}"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        if os.environ.get("CI", "").lower() in TRUTHY:
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     import local_minio as minio
@@ -61,17 +102,12 @@ def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def spawn_server() -> Iterator[Any]:
     """`spawn_server(*mmzero_args, env=None) -> url`: runs `mmzero <args> --port <free>` (a
     `serve` command) as a process, returns once its /health answers; stopped at session end."""
-    import socket
     import subprocess
-    import time
-    import urllib.request
 
     processes: list[subprocess.Popen[bytes]] = []
 
     def spawn(*args: str, env: dict[str, str] | None = None) -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         command = [sys.executable, "-m", "mmzero_runtime.cli", *args, "--port", str(port)]
         process = subprocess.Popen(
             command, env={**os.environ, **(env or {})},
@@ -79,18 +115,8 @@ def spawn_server() -> Iterator[Any]:
         )  # fmt: skip
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"mmzero {' '.join(args)} exited: {output[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                return url
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"mmzero {' '.join(args)} did not answer /health in 120 s")
-                time.sleep(0.2)
+        wait_http(f"{url}/health", process, f"mmzero {' '.join(args)}")
+        return url
 
     yield spawn
     for process in processes:
@@ -102,14 +128,11 @@ class Prometheus:
     """A real Prometheus (Debian's package) scraping `targets` every second on 127.0.0.1."""
 
     def __init__(self, directory: Path, targets: dict[str, tuple[str, dict[str, str]]]) -> None:
-        import socket
         import subprocess
 
         import yaml
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         jobs = [
             {"job_name": job, "scrape_interval": "1s",
              "static_configs": [{"targets": [target], "labels": labels}]}
@@ -126,21 +149,7 @@ class Prometheus:
              f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=(directory / "prometheus.log").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        import time
-        import urllib.request
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).close()
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("Prometheus did not become ready")
-                time.sleep(0.2)
+        wait_http(f"{self.url}/-/ready", self.process, "prometheus", timeout=60)
 
     def query_range(self, expr: str, start: float, end: float, step: str = "2s") -> Any:
         """The API's `data` of a range query; raises AssertionError with Prometheus's error."""
@@ -162,21 +171,10 @@ class Prometheus:
 
 
 @pytest.fixture(scope="session")
-def prometheus_binary() -> None:
-    """Prometheus from Debian (`.ci/run` installs it): a failure under CI=true, else a skip."""
-    import shutil
-
-    if shutil.which("prometheus") is None:
-        reason = "prometheus is not installed (apt-get install prometheus)"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def start_prometheus(prometheus_binary: None) -> Iterator[Any]:
+def start_prometheus() -> Iterator[Any]:
     """`start_prometheus(directory, {job: (host:port, labels)}) -> Prometheus`, stopped at the
     end of the session."""
+    require_binary("prometheus", "apt-get install prometheus")
     started: list[Prometheus] = []
 
     def start(directory: Path, targets: dict[str, tuple[str, dict[str, str]]]) -> Prometheus:
@@ -186,3 +184,21 @@ def start_prometheus(prometheus_binary: None) -> Iterator[Any]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus Pushgateway (Debian's package) on 127.0.0.1; yields its URL."""
+    import subprocess
+
+    require_binary("prometheus-pushgateway", "apt-get install prometheus-pushgateway")
+    url = f"http://127.0.0.1:{free_port()}"
+    log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
+    process = subprocess.Popen(
+        ["prometheus-pushgateway", f"--web.listen-address={url.removeprefix('http://')}"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    wait_http(f"{url}/-/ready", process, "prometheus-pushgateway", timeout=60)
+    yield url
+    process.terminate()
+    process.wait(30)

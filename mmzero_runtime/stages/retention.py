@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages import keys
-from mmzero_runtime.stages.plan import all_stages, stage_name
+from mmzero_runtime.stages.plan import all_stages
 from mmzero_runtime.storage.manifest import read_manifest
 from mmzero_runtime.storage.store import ArtifactStore
 
@@ -41,17 +41,13 @@ def prunable(spec: RunSpec, done: Iterable[str]) -> list[str]:
     needed = {
         key for stage in all_stages(spec) if stage.name not in finished for _, key in stage.inputs
     }
+    trained = [s for s in all_stages(spec) if s.kind.endswith("-grpo") and s.name in finished]
     removed = []
-    for iteration in range(1, spec.iterations + 1):
-        for role in keys.ROLES:
-            newer = sum(
-                stage_name(later, f"{role}-grpo") in finished
-                for later in range(iteration + 1, spec.iterations + 1)
-            )
-            key = keys.checkpoint_key(role, iteration)
-            mine = stage_name(iteration, f"{role}-grpo") in finished
-            if mine and newer >= keep and key not in needed:
-                removed.append(key)
+    for stage in trained:
+        newer = sum(o.role == stage.role and o.iteration > stage.iteration for o in trained)
+        key = f"{stage.output}/{keys.MODEL_DIR}"
+        if newer >= keep and key not in needed:
+            removed.append(key)
     return removed
 
 

@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -296,7 +296,7 @@ class S3Store:
                 target.unlink(missing_ok=True)
                 (self.root / f".etag-{top}").unlink(missing_ok=True)
 
-    def _delete(self, what: str, keys: list[str]) -> None:
+    def _delete(self, what: str, keys: Sequence[str]) -> None:
         names = [DeleteObject(self._name(key)) for key in keys]
 
         def call() -> None:

@@ -125,9 +125,9 @@ def _run_dir(spec: RunSpec, run: str) -> str:
     return f"{STORE_MOUNT}/{uri.strip('/')}/{run}"
 
 
-STAGE_ENV_NAMES = ("MMZERO_RENDER_URL",)
+STAGE_ENV_NAMES = ("MMZERO_RENDER_URL", "MMZERO_PUSHGATEWAY_URL")
 """Operator environment passed on to every stage pod: where the cluster's shared services are
-(the chart sets the render service's URL)."""
+(the chart sets the render service's URL and the Pushgateway's)."""
 
 
 def with_stage_env(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

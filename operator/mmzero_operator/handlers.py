@@ -318,9 +318,10 @@ def _deletes_artifacts(spec: Mapping[str, Any], **_: Any) -> bool:
 
 
 @kopf.on.delete(API_GROUP, VERSION, PLURAL, when=_deletes_artifacts)
-def on_run_deleted(namespace: str, name: str, spec: Mapping[str, Any], **_: Any) -> None:
+def on_run_deleted(namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any) -> None:
     """`cluster.delete_artifacts`: stop the run's pods, then empty its store. Until that is
     done the run's finalizer keeps it (and its Jobs) from going away."""
+    namespace = namespace or "default"
     running = [
         state.name
         for job in _listed(_batch().list_namespaced_job, namespace, name)

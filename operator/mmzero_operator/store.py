@@ -2,10 +2,10 @@
 
 The operator never writes artifacts and never reads their contents, only the manifests that
 say a stage is done; it deletes a run's artifacts only when the run is deleted with
-`spec.cluster.delete_artifacts`. For a local-directory store it sees the same ReadWriteMany volume the
-stage pods mount, at `$MMZERO_STORE_ROOT` (default `/var/lib/mmzero`); for an S3 store it reads
-with the run's credentials (the Secret named by `spec.storage.credentials_secret`, given here
-as its decoded data), and only lists and reads manifests.
+`spec.cluster.delete_artifacts`. For a local-directory store it sees the same ReadWriteMany
+volume the stage pods mount, at `$MMZERO_STORE_ROOT` (default `/var/lib/mmzero`); for an S3
+store it uses the run's credentials (the Secret named by `spec.storage.credentials_secret`,
+given here as its decoded data).
 """
 
 from __future__ import annotations

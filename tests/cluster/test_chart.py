@@ -85,13 +85,32 @@ def test_rendered_manifests_follow_the_values(helm: Path) -> None:
     ]
     endpoint = base64.b64decode(secret["data"]["AWS_ENDPOINT_URL"]).decode()
     assert endpoint == "http://r-mmzero-minio.mmz.svc:9000"
+    assert "MMZERO_PUSHGATEWAY_URL" not in env  # off by default
+
+    def pushes_to(docs: list[dict[str, Any]]) -> str:
+        deployment = next(
+            d for d in docs if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"]
+        )
+        (operator,) = deployment["spec"]["template"]["spec"]["containers"]
+        return next(e["value"] for e in operator["env"] if e["name"] == "MMZERO_PUSHGATEWAY_URL")
+
+    bundled = _template(helm, "mmz", "metrics.pushgateway.enabled=true",
+                        "metrics.serviceMonitor.enabled=true")  # fmt: skip
+    assert pushes_to(bundled) == "http://r-mmzero-pushgateway.mmz.svc:9091"
+    monitors = {d["metadata"]["name"]: d for d in bundled if d["kind"] == "ServiceMonitor"}
+    assert monitors["r-mmzero-pushgateway"]["spec"]["endpoints"][0]["honorLabels"] is True
+    theirs = _template(helm, "mmz", "metrics.pushgateway.url=http://pg.monitoring:9091")
+    assert pushes_to(theirs) == "http://pg.monitoring:9091"
+    assert not any("pushgateway" in d["metadata"]["name"] for d in theirs)
 
 
 def test_the_api_server_accepts_every_rendered_manifest(
     helm: Path, kube_cluster: Cluster, namespace: str
 ) -> None:
     kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
-    for values in ([], [f"operator.watchNamespaces={{{namespace}}}", "minio.enabled=true"]):
+    everything = [f"operator.watchNamespaces={{{namespace}}}", "minio.enabled=true",
+                  "metrics.pushgateway.enabled=true"]  # fmt: skip
+    for values in ([], everything):
         docs = _template(helm, namespace, *values)
         manifest = yaml.safe_dump_all(docs)
         kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest)

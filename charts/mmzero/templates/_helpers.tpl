@@ -67,3 +67,19 @@ app.kubernetes.io/component: minio
   resources: [events]
   verbs: [create]
 {{- end -}}
+
+{{/* Where stage pods push their final metrics: the given URL, the bundled gateway, or none. */}}
+{{- define "mmzero.pushgatewayUrl" -}}
+{{- $pg := .Values.metrics.pushgateway -}}
+{{- if $pg.url -}}
+{{- $pg.url -}}
+{{- else if $pg.enabled -}}
+{{- printf "http://%s-pushgateway.%s.svc:9091" (include "mmzero.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mmzero.pushgatewaySelector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: pushgateway
+{{- end -}}

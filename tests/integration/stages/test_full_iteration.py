@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from PIL import Image
 from mmzero_runtime.models.warmstart import init_tiny
 from mmzero_runtime.spec import load_run
 from mmzero_runtime.stages import metrics
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.plan import STAGE_KINDS, all_stages
 from mmzero_runtime.storage.manifest import read_manifest, verify
 from mmzero_runtime.storage.records import read_records
 from mmzero_runtime.storage.store import LocalStore
@@ -49,14 +50,16 @@ class Scraped:
     prometheus: Any
     start: float
     end: float
+    pushgateway: str
 
 
 @pytest.fixture(scope="module")
 def scraped_run(
-    tmp_path_factory: pytest.TempPathFactory, start_prometheus: Any
+    tmp_path_factory: pytest.TempPathFactory, start_prometheus: Any, pushgateway: str
 ) -> tuple[Path, Scraped]:
     """The example run, each stage process serving /metrics on one port that a real Prometheus
-    scrapes every second (the run label set by the scrape config, as relabelling does)."""
+    scrapes every second (the run label set by the scrape config, as relabelling does), and
+    pushing its final figures to a real Pushgateway."""
     init_tiny()  # cached after the first build (about 7 minutes on 2 cores)
     directory = tmp_path_factory.mktemp("full") / "tiny"
     with socket.socket() as probe:
@@ -68,10 +71,11 @@ def scraped_run(
     start = time.time()
     done = _mmzero("run", str(EXAMPLE), "--device", "cpu", "--run-dir", str(directory),
                    env={"MMZERO_METRICS_PORT": str(port),
-                        "MMZERO_METRICS_LINGER_SECONDS": "3"})  # fmt: skip
+                        "MMZERO_METRICS_LINGER_SECONDS": "3",
+                        "MMZERO_PUSHGATEWAY_URL": pushgateway})  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     time.sleep(3)  # one more scrape of nothing: the series end
-    return directory, Scraped(prometheus, start, time.time())
+    return directory, Scraped(prometheus, start, time.time(), pushgateway)
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +210,27 @@ def test_every_stage_panel_of_the_dashboard_has_data_from_the_run(
     final = (run_dir / "metrics" / "i1-solver-grpo.prom").read_text()
     spec = load_run(run_dir / "run.yaml").spec
     assert f"mmzero_grpo_steps_total {float(spec.roles.solver.steps)}" in final
+
+
+def test_every_stage_pushed_its_final_figures_to_the_pushgateway(
+    scraped_run: tuple[Path, Scraped],
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    run_dir, scraped = scraped_run
+    with urllib.request.urlopen(f"{scraped.pushgateway}/metrics", timeout=10) as response:
+        families = list(text_string_to_metric_families(response.read().decode()))
+    pushed = {
+        (s.labels["stage"], s.labels["iteration"], s.labels["run"])
+        for family in families if family.name == "push_time_seconds"
+        for s in family.samples if s.labels.get("job") == "mmzero_stage"
+    }  # fmt: skip
+    assert pushed == {(kind, "1", "tiny") for kind in STAGE_KINDS}
+    steps = {
+        s.labels["stage"]: s.value
+        for family in families if family.name == "mmzero_grpo_steps"
+        for s in family.samples if s.name == "mmzero_grpo_steps_total"
+    }  # fmt: skip
+    spec = load_run(run_dir / "run.yaml").spec
+    assert steps["solver-grpo"] == spec.roles.solver.steps
+    assert steps["propose"] == 0

@@ -51,9 +51,8 @@ def _publish(store: LocalStore, role: keys.Role, iteration: int) -> None:
 
 
 def test_prune_removes_old_models_and_export_names_what_is_kept(tmp_path: Path) -> None:
-    run = MMZeroRun.model_validate(
-        {"metadata": {"name": "kept"}, "spec": {"iterations": 3, "storage": {"keep_checkpoints": 1}}}
-    )
+    spec = {"iterations": 3, "storage": {"keep_checkpoints": 1}}
+    run = MMZeroRun.model_validate({"metadata": {"name": "kept"}, "spec": spec})
     store = LocalStore(tmp_path / "run")
     for stage in all_stages(run.spec):  # every stage done: only the GRPO ones carry files here
         if stage.kind.endswith("-grpo"):
