@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import yaml
 
 # hack/cluster and tests/cluster are put on sys.path by tests/cluster/conftest.py.
 from cluster import Cluster
-from harness import STAGES, Operator, drive, run_document, run_jobs, wait_phase
+from harness import RUN, STAGES, Operator, drive, run_document, run_jobs, wait_phase
 
 from mmzero_operator.crd import CHART_CRD
 from mmzero_operator.dashboard import CHART_DASHBOARD
@@ -165,3 +166,60 @@ def test_operator_runs_a_run_with_only_the_charts_rbac(
         } in stage_env
     log = (tmp_path / "operator.log").read_text()
     assert "forbidden" not in log.lower(), log[-3000:]
+
+
+def test_helm_upgrade_and_uninstall_leave_a_running_run_running(
+    helm: Path, kube_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """`helm upgrade` replaces the operator (Recreate) while a stage runs: the stage's Job is
+    not touched, the new operator adopts it and finishes the run; `helm uninstall` keeps the
+    CRD and the runs (the CRD ships in crds/, which helm never deletes)."""
+    env = {**os.environ, "KUBECONFIG": str(kube_cluster.kubeconfig)}
+    release = ["-n", namespace]
+
+    def helm_do(*args: str) -> None:
+        result = subprocess.run([str(helm), *args, *release], capture_output=True, text=True,
+                                env=env, check=False)  # fmt: skip
+        assert result.returncode == 0, f"helm {' '.join(args)}: {result.stdout}{result.stderr}"
+
+    def operator_env() -> dict[str, str]:
+        deployment = kube_cluster.get_json("deployment", "r-mmzero-operator", *release)
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e["value"] for e in container["env"]}
+
+    helm_do("install", "r", str(CHART), f"--set=operator.watchNamespaces={{{namespace}}}")
+    store = tmp_path / "store"
+    first = Operator(kube_cluster, namespace, store, tmp_path / "first.log", env=operator_env())
+    first.start()
+    try:
+        kube_cluster.kubectl("apply", "-f", "-", stdin=run_document(namespace))
+        seen: list[str] = []
+        drive(kube_cluster, namespace, store, 2, seen)
+        before = {
+            j["metadata"]["name"]: j["metadata"]["uid"] for j in run_jobs(kube_cluster, namespace)
+        }
+    finally:
+        first.stop()  # Recreate: the old operator stops before the new one starts
+
+    helm_do("upgrade", "r", str(CHART), "--reuse-values", "--set=operator.reconcileSeconds=5",
+            "--set=operator.image.tag=0.1.1")  # fmt: skip
+    upgraded = operator_env()
+    assert upgraded["MMZERO_RECONCILE_SECONDS"] == "5"
+    after = {j["metadata"]["name"]: j["metadata"]["uid"] for j in run_jobs(kube_cluster, namespace)}
+    assert after == before  # the upgrade touched no stage Job
+    second = Operator(kube_cluster, namespace, store, tmp_path / "second.log", env=upgraded)
+    second.start()
+    try:
+        drive(kube_cluster, namespace, store, len(STAGES), seen)
+        wait_phase(kube_cluster, namespace, "Succeeded")
+    finally:
+        second.stop()
+    jobs = run_jobs(kube_cluster, namespace)
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(f"{RUN}-{s.name}" for s in STAGES)
+    uids = {j["metadata"]["name"]: j["metadata"]["uid"] for j in jobs}
+    assert all(uids[name] == uid for name, uid in before.items())  # the same objects
+
+    helm_do("uninstall", "r", "--wait")
+    kube_cluster.kubectl("get", "crd", "mmzeroruns.mmzero.dev")
+    assert wait_phase(kube_cluster, namespace, "Succeeded")  # the run is still there
