@@ -13,7 +13,7 @@ VERSION := $(shell awk -F'"' '/^version = / {print $$2; exit}' pyproject.toml)
 
 # `uv run` afterwards never removes these extras (its sync is inexact).
 setup:
-	$(UV) sync --frozen --extra train --extra math-verify --extra operator
+	$(UV) sync --frozen --extra train --extra math-verify --extra operator --extra deepspeed
 
 # The README's first command: build the tiny model once (cached), run one iteration of all
 # seven stages on it, and write runs/tiny/report.html. Rerunning resumes where it stopped.

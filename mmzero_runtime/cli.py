@@ -32,6 +32,8 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 METRICS_PORT_ENV = "MMZERO_METRICS_PORT"
 """Port of a stage process's Prometheus `/metrics` (the operator sets it in stage pods)."""
+METRICS_ADDRESS_ENV = "MMZERO_METRICS_ADDRESS"
+"""Address the stage's `/metrics` listens on (default 0.0.0.0; `::` for IPv6)."""
 METRICS_LINGER_ENV = "MMZERO_METRICS_LINGER_SECONDS"
 """Seconds a finished stage keeps serving /metrics (the operator sets one scrape interval)."""
 PUSHGATEWAY_ENV = "MMZERO_PUSHGATEWAY_URL"
@@ -276,7 +278,10 @@ def _stage(args: argparse.Namespace) -> int:
     directory = Path(args.run_dir) if args.run_dir else run_dir(run)
     from mmzero_runtime import metrics as prometheus
 
-    prometheus.serve(int(os.environ.get(METRICS_PORT_ENV) or 0))
+    prometheus.serve(
+        int(os.environ.get(METRICS_PORT_ENV) or 0),
+        os.environ.get(METRICS_ADDRESS_ENV) or "0.0.0.0",
+    )
     logs = directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(logs / f"i{args.iteration}-{args.kind}.log")

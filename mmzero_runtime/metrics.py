@@ -102,10 +102,10 @@ def observe_filter(name: str, kept: int, dropped: Iterable[tuple[str, int]]) -> 
         FILTERED.labels(filter=name, outcome=reason).inc(count)
 
 
-def serve(port: int) -> None:
-    """Serve `/metrics` on `port` for the rest of the process (0: do not serve)."""
+def serve(port: int, address: str = "0.0.0.0") -> None:
+    """Serve `/metrics` on `address`:`port` for the rest of the process (0: do not serve)."""
     if port:
-        start_http_server(port, registry=REGISTRY)
+        start_http_server(port, addr=address, registry=REGISTRY)
 
 
 def exposition() -> bytes:

@@ -2,7 +2,7 @@
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,21 +127,27 @@ def spawn_server() -> Iterator[Any]:
 class Prometheus:
     """A real Prometheus (Debian's package) scraping `targets` every second on 127.0.0.1."""
 
-    def __init__(self, directory: Path, targets: dict[str, tuple[str, dict[str, str]]]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        targets: dict[str, tuple[str, dict[str, str]]],
+        jobs: Sequence[dict[str, Any]] = (),
+    ) -> None:
         import subprocess
 
         import yaml
 
         self.port = free_port()
-        jobs = [
-            {"job_name": job, "scrape_interval": "1s",
-             "static_configs": [{"targets": [target], "labels": labels}]}
-            for job, (target, labels) in targets.items()
+        scrape = [
+            *({"job_name": job, "scrape_interval": "1s",
+               "static_configs": [{"targets": [target], "labels": labels}]}
+              for job, (target, labels) in targets.items()),
+            *jobs,
         ]  # fmt: skip
         directory.mkdir(parents=True, exist_ok=True)
         config = directory / "prometheus.yml"
         config.write_text(
-            yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": jobs})
+            yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": scrape})
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
@@ -172,13 +178,17 @@ class Prometheus:
 
 @pytest.fixture(scope="session")
 def start_prometheus() -> Iterator[Any]:
-    """`start_prometheus(directory, {job: (host:port, labels)}) -> Prometheus`, stopped at the
-    end of the session."""
+    """`start_prometheus(directory, {job: (host:port, labels)}, [raw scrape config, ...]) ->
+    Prometheus`, stopped at the end of the session."""
     require_binary("prometheus", "apt-get install prometheus")
     started: list[Prometheus] = []
 
-    def start(directory: Path, targets: dict[str, tuple[str, dict[str, str]]]) -> Prometheus:
-        started.append(Prometheus(directory, targets))
+    def start(
+        directory: Path,
+        targets: dict[str, tuple[str, dict[str, str]]],
+        jobs: Sequence[dict[str, Any]] = (),
+    ) -> Prometheus:
+        started.append(Prometheus(directory, targets, jobs))
         return started[-1]
 
     yield start

@@ -5,6 +5,7 @@ file for `mmzero render in.svg out.png`; `HTTPRenderer` sends batches to the ren
 instead (`open_renderer` picks one). Reference §4, defects §13.14 and §13.17 fixed.
 """
 
+import logging
 import os
 
 from mmzero_runtime.render.errors import (
@@ -20,6 +21,8 @@ from mmzero_runtime.render.remote import HTTPRenderer
 from mmzero_runtime.render.sandbox import BatchRenderer, Renderer, RenderResult, render_file
 from mmzero_runtime.spec import ImageSpec, RenderSpec
 
+log = logging.getLogger(__name__)
+
 RENDER_URL_ENV = "MMZERO_RENDER_URL"
 """Base URL of the render service; set in stage pods when the cluster has one."""
 RENDER_TOKEN_ENV = "MMZERO_RENDER_TOKEN"
@@ -29,6 +32,7 @@ def open_renderer(render: RenderSpec, image: ImageSpec, workdir: str) -> BatchRe
     """The render service named by `$MMZERO_RENDER_URL`, else a local sandbox pool."""
     url = os.environ.get(RENDER_URL_ENV)
     if url:
+        log.info("rendering through the render service url=%s", url)
         return HTTPRenderer(url, token=os.environ.get(RENDER_TOKEN_ENV) or None)
     return Renderer(render, image, workdir)
 

@@ -69,6 +69,7 @@ class RenderServer(JsonService):
                 results = self.renderer.render_many(pairs)
         finally:
             self.slots.release()
+        log.info("rendered batch items=%d ok=%d", len(results), sum(r.ok for r in results))
         return {"results": [encode_result(result) for result in results]}
 
 

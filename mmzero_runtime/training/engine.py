@@ -3,8 +3,11 @@
 Both engines take the micro-batch losses of one update (already normalised by the global batch,
 so they are summed, never averaged), clip the gradient norm and step AdamW (§7.1: lr, betas
 (0.9, 0.999), weight decay, max grad norm). An update whose gradient norm is not finite is
-skipped, as EasyR1 does. The DeepSpeed engine is the GPU path; it is untested on the CPU machine
-this was written on (deepspeed is not installed there).
+skipped, as EasyR1 does. The DeepSpeed engine is the GPU path (bf16, fused AdamW); on a CPU it
+runs in fp32 with torch's AdamW, which is how CI checks it against the torch engine. One
+difference remains: a parameter with no gradient in an update (the vision tower when the
+update holds no image) is skipped by the torch engine and stepped on its Adam momentum by
+ZeRO, as by FSDP in the reference.
 """
 
 from __future__ import annotations
@@ -94,12 +97,13 @@ class DeepSpeedEngine:
     def __init__(self, model: PreTrainedModel, spec: GRPOSpec, device: torch.device) -> None:
         import deepspeed  # placement is DeepSpeed's: the model stays where it was loaded
 
+        gpu = device.type == "cuda"
         config: dict[str, Any] = {
             "train_micro_batch_size_per_gpu": spec.micro_batch_size,
             "gradient_accumulation_steps": 1,
             "gradient_clipping": spec.max_grad_norm,
-            "bf16": {"enabled": True},
-            "zero_optimization": {"stage": ZERO_STAGE, "overlap_comm": True},
+            "bf16": {"enabled": gpu},  # a CPU keeps fp32: bf16 there is slow and inexact
+            "zero_optimization": {"stage": ZERO_STAGE, "overlap_comm": gpu},
             "optimizer": {
                 "type": "AdamW",
                 "params": {
@@ -107,6 +111,7 @@ class DeepSpeedEngine:
                     "betas": list(BETAS),
                     "eps": 1e-8,
                     "weight_decay": spec.weight_decay,
+                    "torch_adam": not gpu,  # no fused kernel to compile on a CPU
                 },
             },
         }
@@ -119,7 +124,14 @@ class DeepSpeedEngine:
         self.world_size = torch.distributed.get_world_size()
 
     def backward(self, loss: torch.Tensor, *, last: bool) -> None:
-        """Accumulate one micro-batch; gradients are reduced at the update's last one."""
+        """Accumulate one micro-batch; gradients are reduced at the update's last one.
+
+        The forward passes call the HF module, not the DeepSpeed engine, so what the engine's
+        forward does first is done here: ZeRO-3 counts micro-batches there, and without the
+        count each micro-batch's gradient replaced the previous one's instead of adding to it
+        (caught by comparing with the torch engine on a CPU).
+        """
+        self.engine.optimizer.clear_backward_seen_flag()
         self.engine.set_gradient_accumulation_boundary(last)
         self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
 

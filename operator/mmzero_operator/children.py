@@ -218,6 +218,7 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
     # The stage's Prometheus metrics; the chart's PodMonitor scrapes this port and adds the
     # run, iteration and stage labels from the pod's.
     env = [
+        {"name": "MMZERO_METRICS_ADDRESS", "value": "0.0.0.0"},
         {"name": "MMZERO_METRICS_PORT", "value": str(METRICS_PORT)},
         {"name": "MMZERO_METRICS_LINGER_SECONDS", "value": str(cluster.metrics_linger_seconds)},
         *server_env(run, stage),

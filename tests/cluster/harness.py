@@ -1,6 +1,7 @@
-"""The harness of the operator tests: the operator as a `kopf run` process, run documents, and a
-stand-in for the stage command (kwok's pods run no container): when a stage's Job appears it
-writes that stage's manifest to the store, as `mmzero stage` would at its end."""
+"""The harness of the operator tests: the operator as a `kopf run` process, the chart's
+manifests, run documents, and a stand-in for the stage command (kwok's pods run no container):
+when a stage's Job appears it writes that stage's manifest to the store, as `mmzero stage`
+would at its end."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from cluster import Cluster
 
 from mmzero_operator.children import LABEL_RUN
@@ -75,6 +77,25 @@ class Operator:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+CHART = ROOT / "charts" / "mmzero"
+KUBE_VERSION = "1.36.0"
+
+
+def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(helm), *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)}: {result.stdout}{result.stderr}")
+    return result
+
+
+def chart_manifests(helm: Path, namespace: str, *sets: str) -> list[dict[str, Any]]:
+    """`helm template` of the chart as release `r` in `namespace`, with `--set` values."""
+    flags = [f"--set={s}" for s in sets]
+    out = run_helm(helm, "template", "r", str(CHART), "-n", namespace,
+                   "--kube-version", KUBE_VERSION, *flags).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def run_document(namespace: str, **cluster: Any) -> str:

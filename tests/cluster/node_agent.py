@@ -11,8 +11,10 @@ the exit code and the log's last lines, and stops and removes pods being deleted
 endpoint-slice controller then keeps Services' endpoints current from those pod statuses.
 
 What it does not: container isolation, resource limits, image pulls, network policy, and DNS:
-a Service URL in a pod's environment or command (`http://<service>:<port>`) is rewritten to a
-ready-or-starting pod's address behind that Service, and a mount path to its local directory.
+a Service URL in a pod's environment or command (`http://<service>:<port>`, or
+`<service>.<namespace>.svc` in the pod's own namespace) is rewritten to a ready-or-starting
+pod's address behind that Service, `0.0.0.0` to the pod's own address (all pods share the
+host's network here), and a mount path to its local directory.
 """
 
 from __future__ import annotations
@@ -165,7 +167,9 @@ class NodeAgent:
             return
         known.ip = f"127.0.0.{self._next_ip}"
         self._next_ip += 1
+        # The pod's own address: what 0.0.0.0 means inside its network namespace.
         command = [part.replace("0.0.0.0", known.ip) for part in command]
+        env = {key: value.replace("0.0.0.0", known.ip) for key, value in env.items()}
         if command[0] == "mmzero":  # the image's entrypoint, from this checkout's environment
             command[0] = str(self.venv_bin / "mmzero")
         # The "image": this checkout's environment, and its model cache (builtin:tiny).
@@ -241,7 +245,9 @@ class NodeAgent:
         def rewrite(text: str) -> str:
             for mount, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
                 text = text.replace(mount, str(local))
-            return re.sub(r"http://([a-z0-9-]+):", address, text)
+            # <service>, <service>.<namespace>.svc and the .cluster.local form; one namespace
+            own = rf"(?:\.{re.escape(namespace)}\.svc(?:\.cluster\.local)?)?"
+            return re.sub(rf"http://([a-z0-9-]+){own}:", address, text)
 
         return rewrite
 

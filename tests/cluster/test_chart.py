@@ -15,7 +15,18 @@ import yaml
 
 # hack/cluster and tests/cluster are put on sys.path by tests/cluster/conftest.py.
 from cluster import Cluster
-from harness import RUN, STAGES, Operator, drive, run_document, run_jobs, wait_phase
+from harness import (
+    CHART,
+    RUN,
+    STAGES,
+    Operator,
+    chart_manifests,
+    drive,
+    run_document,
+    run_helm,
+    run_jobs,
+    wait_phase,
+)
 
 from mmzero_operator.crd import CHART_CRD
 from mmzero_operator.dashboard import CHART_DASHBOARD
@@ -23,34 +34,18 @@ from mmzero_operator.dashboard import CHART_DASHBOARD
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "mmzero"
-KUBE_VERSION = "1.36.0"
-
-
-def _helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(helm), *args], capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)}: {result.stdout}{result.stderr}")
-    return result
-
-
-def _template(helm: Path, namespace: str, *sets: str) -> list[dict[str, Any]]:
-    flags = [f"--set={s}" for s in sets]
-    out = _helm(helm, "template", "r", str(CHART), "-n", namespace,
-                "--kube-version", KUBE_VERSION, *flags).stdout  # fmt: skip
-    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def test_chart_lints_and_its_schema_names_a_bad_value(helm: Path) -> None:
-    _helm(helm, "lint", str(CHART), "--strict")
-    bad = _helm(helm, "lint", str(CHART), "--set", "operator.workers=0", check=False)
+    run_helm(helm, "lint", str(CHART), "--strict")
+    bad = run_helm(helm, "lint", str(CHART), "--set", "operator.workers=0", check=False)
     assert bad.returncode != 0 and "/operator/workers" in bad.stdout + bad.stderr
-    unknown = _helm(helm, "lint", str(CHART), "--set", "operator.replicas=2", check=False)
+    unknown = run_helm(helm, "lint", str(CHART), "--set", "operator.replicas=2", check=False)
     assert unknown.returncode != 0 and "replicas" in unknown.stdout + unknown.stderr
 
 
 def test_rendered_manifests_follow_the_values(helm: Path) -> None:
-    docs = _template(helm, "mmz")
+    docs = chart_manifests(helm, "mmz")
     cluster_wide = {d["kind"]: d for d in docs}
     assert "ClusterRole" in cluster_wide and "ServiceMonitor" not in cluster_wide
     named = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
@@ -74,7 +69,7 @@ def test_rendered_manifests_follow_the_values(helm: Path) -> None:
     dashboard = cluster_wide["ConfigMap"]["data"]["mmzero.json"]
     assert json.loads(dashboard) == json.loads((ROOT / CHART_DASHBOARD).read_text())
 
-    scoped = _template(helm, "mmz", "operator.watchNamespaces={a,b}", "minio.enabled=true")
+    scoped = chart_manifests(helm, "mmz", "operator.watchNamespaces={a,b}", "minio.enabled=true")
     kinds = [d["kind"] for d in scoped]
     assert "ClusterRole" not in kinds
     assert sorted(d["metadata"]["namespace"] for d in scoped if d["kind"] == "Role") == ["a", "b"]
@@ -95,12 +90,12 @@ def test_rendered_manifests_follow_the_values(helm: Path) -> None:
         (operator,) = deployment["spec"]["template"]["spec"]["containers"]
         return next(e["value"] for e in operator["env"] if e["name"] == "MMZERO_PUSHGATEWAY_URL")
 
-    bundled = _template(helm, "mmz", "metrics.pushgateway.enabled=true",
+    bundled = chart_manifests(helm, "mmz", "metrics.pushgateway.enabled=true",
                         "metrics.serviceMonitor.enabled=true")  # fmt: skip
     assert pushes_to(bundled) == "http://r-mmzero-pushgateway.mmz.svc:9091"
     monitors = {d["metadata"]["name"]: d for d in bundled if d["kind"] == "ServiceMonitor"}
     assert monitors["r-mmzero-pushgateway"]["spec"]["endpoints"][0]["honorLabels"] is True
-    theirs = _template(helm, "mmz", "metrics.pushgateway.url=http://pg.monitoring:9091")
+    theirs = chart_manifests(helm, "mmz", "metrics.pushgateway.url=http://pg.monitoring:9091")
     assert pushes_to(theirs) == "http://pg.monitoring:9091"
     assert not any("pushgateway" in d["metadata"]["name"] for d in theirs)
 
@@ -112,7 +107,7 @@ def test_the_api_server_accepts_every_rendered_manifest(
     everything = [f"operator.watchNamespaces={{{namespace}}}", "minio.enabled=true",
                   "metrics.pushgateway.enabled=true"]  # fmt: skip
     for values in ([], everything):
-        docs = _template(helm, namespace, *values)
+        docs = chart_manifests(helm, namespace, *values)
         manifest = yaml.safe_dump_all(docs)
         kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest)
 
@@ -131,7 +126,7 @@ def test_operator_runs_a_run_with_only_the_charts_rbac(
 ) -> None:
     kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
     kube_cluster.kubectl("wait", "--for=condition=Established", "crd/mmzeroruns.mmzero.dev")
-    docs = _template(helm, namespace, f"operator.watchNamespaces={{{namespace}}}")
+    docs = chart_manifests(helm, namespace, f"operator.watchNamespaces={{{namespace}}}")
     rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
     kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(rbac))
     account = next(d for d in rbac if d["kind"] == "ServiceAccount")["metadata"]["name"]

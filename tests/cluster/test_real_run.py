@@ -1,15 +1,20 @@
 """A real run through the cluster: `kubectl apply` of the example run, and its stage pods really
-execute `mmzero stage ...` (and its frozen-role servers `mmzero serve ...`) as processes of a
-test node agent, with every artifact in a real MinIO; then `mmzero report` builds the report
+execute `mmzero stage ...` (and its frozen-role servers `mmzero serve ...`, and the chart's
+render service `mmzero serve --render`) as processes of a test node agent, with every artifact
+in a real MinIO, while a real Prometheus discovers the stage pods through the API server and
+scrapes them with the chart's PodMonitor relabelling; then `mmzero report` builds the report
 from MinIO. Real: the API server, scheduler, Job/Deployment/EndpointSlice controllers, the
-operator, MinIO, the served frozen roles. Not real: containers (see node_agent.py)."""
+operator (with the chart's environment), MinIO, the served frozen roles, the render service,
+Prometheus. Not real: containers (see node_agent.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,7 @@ import yaml
 
 # hack/cluster and tests/cluster are put on sys.path by tests/cluster/conftest.py.
 from cluster import Cluster
-from harness import Operator
+from harness import Operator, chart_manifests
 from node_agent import AGENT_LABEL, NodeAgent
 
 from mmzero_operator.crd import CHART_CRD
@@ -44,14 +49,52 @@ def agent(kube_cluster: Cluster, tmp_path: Path) -> Iterator[NodeAgent]:
     running.stop()
 
 
+def _pod_scrape_job(pod_monitor: dict[str, Any], kubeconfig: Path, namespace: str) -> dict:
+    """The chart's PodMonitor as the Prometheus Operator turns it into a scrape job: pods
+    found through the API server, kept by the selector and port name, then relabelled."""
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+
+    def meta(label: str) -> str:
+        return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
+
+    keep = [
+        {"source_labels": [meta(k)], "regex": v, "action": "keep"}
+        for k, v in pod_monitor["spec"]["selector"]["matchLabels"].items()
+    ]
+    keep.append({"source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                 "regex": endpoint["port"], "action": "keep"})  # fmt: skip
+    relabel = [
+        {"source_labels": r["sourceLabels"], "target_label": r["targetLabel"]}
+        for r in endpoint["relabelings"]
+    ]
+    discovery = {"role": "pod", "kubeconfig_file": str(kubeconfig),
+                 "namespaces": {"names": [namespace]}}  # fmt: skip
+    return {"job_name": "stages", "scrape_interval": "1s", "kubernetes_sd_configs": [discovery],
+            "relabel_configs": keep + relabel}  # fmt: skip
+
+
 def test_the_example_run_trains_through_the_cluster_with_artifacts_in_minio(
     kube_cluster: Cluster,
     namespace: str,
     minio_server: Any,
     agent: NodeAgent,
+    helm: Path,
+    start_prometheus: Any,
     tmp_path: Path,
 ) -> None:
     init_tiny()  # cached; the stage processes load builtin:tiny from ~/.cache
+    chart = chart_manifests(helm, namespace, f"operator.watchNamespaces={{{namespace}}}",
+                            "render.replicas=1", "metrics.serviceMonitor.enabled=true")  # fmt: skip
+    render = [d for d in chart if d["metadata"]["name"] == "r-mmzero-render"]
+    for doc in render:
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["spec"]["nodeSelector"] = {AGENT_LABEL: "true"}
+    kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(render))
+    operator_deployment = next(d for d in chart if d["metadata"]["name"] == "r-mmzero-operator"
+                               and d["kind"] == "Deployment")  # fmt: skip
+    (container,) = operator_deployment["spec"]["template"]["spec"]["containers"]
+    operator_env = {e["name"]: e["value"] for e in container["env"]}
+    pod_monitor = next(d for d in chart if d["kind"] == "PodMonitor")
     kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
     kube_cluster.kubectl("wait", "--for=condition=Established", "crd/mmzeroruns.mmzero.dev")
     minio_server.make_bucket(namespace)
@@ -68,9 +111,16 @@ def test_the_example_run_trains_through_the_cluster_with_artifacts_in_minio(
     }
     document["spec"]["cluster"] = {
         "node_selector": {AGENT_LABEL: "true"},
-        "metrics_linger_seconds": 0,
+        "metrics_linger_seconds": 2,  # two scrapes of each stage's final figures
     }
-    operator = Operator(kube_cluster, namespace, tmp_path / "unused", tmp_path / "operator.log")
+    operator = Operator(kube_cluster, namespace, tmp_path / "unused", tmp_path / "operator.log",
+                        env={**operator_env, "MMZERO_RECONCILE_SECONDS": "2"})  # fmt: skip
+    prometheus = start_prometheus(
+        tmp_path / "prometheus",
+        {"operator": (f"127.0.0.1:{operator.metrics_port}", {})},
+        [_pod_scrape_job(pod_monitor, kube_cluster.kubeconfig, namespace)],
+    )
+    started = time.time()
     operator.start()
     try:
         kube_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(document))
@@ -90,6 +140,26 @@ def test_the_example_run_trains_through_the_cluster_with_artifacts_in_minio(
         )
     finally:
         operator.stop()
+    ended = time.time()
+
+    # Every dashboard panel's query parses; all but the GPU one have data from this run, the
+    # stage series labelled by the PodMonitor's relabelling from the pods' labels.
+    from mmzero_operator.dashboard import PANELS
+
+    for panel in PANELS:
+        expr = panel.query.replace("$__rate_interval", "10s")
+        data = prometheus.query_range(expr, started, ended)
+        if "GPU" not in panel.title:
+            assert data["result"], f"panel {panel.title!r}: no data for {expr}"
+    steps = prometheus.query_range(
+        f'max(mmzero_grpo_steps_total{{run="{RUN}",iteration="1",stage="solver-grpo"}})',
+        started, ended,
+    )["result"]  # fmt: skip
+    assert max(float(v) for _, v in steps[0]["values"]) >= 1
+    render_pod = next(p.name for p in agent.pods.values() if p.name.startswith("r-mmzero-render"))
+    assert "rendered batch" in agent.log_of(render_pod)  # the stages rendered through it
+    stage_pod = next(p.name for p in agent.pods.values() if "coder-data" in p.name)
+    assert "rendering through the render service" in agent.log_of(stage_pod)
 
     store = S3Store(f"s3://{namespace}/runs/{RUN}", endpoint=minio_server.endpoint,
                     access_key=minio_server.access_key, secret_key=minio_server.secret_key,
@@ -101,7 +171,7 @@ def test_the_example_run_trains_through_the_cluster_with_artifacts_in_minio(
     served = {name.rsplit("-", 2)[0] for name in names if "pg-" in name or "cg-" in name}
     assert served == {f"{RUN}-i1pg-coder", f"{RUN}-i1pg-solver", f"{RUN}-i1cg-solver"}, names
     deployments = kube_cluster.get_json("deployments", "-n", namespace)["items"]
-    assert deployments == []  # each server went with its stage
+    assert [d["metadata"]["name"] for d in deployments] == ["r-mmzero-render"]  # servers: gone
 
     spec_file = tmp_path / "run.yaml"
     spec_file.write_text(yaml.safe_dump(document))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rollouts.py
 
 
 @pytest.fixture(scope="session")

@@ -9,42 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from rollouts import SPEC, make_rollouts
 
 from mmzero_runtime.models.tiny import TINY_IMAGE
-from mmzero_runtime.roles import build_proposer_messages, build_solver_messages
-from mmzero_runtime.spec import GRPOSpec
 from mmzero_runtime.training.batch import Rollout
 from mmzero_runtime.training.errors import CheckpointError, TrainingError
 from mmzero_runtime.training.trainer import GRPOTrainer
 
 pytestmark = pytest.mark.integration
-
-SPEC = GRPOSpec(
-    group_size=2,
-    rollout_batch_size=2,
-    global_batch_size=1,  # two optimizer updates per step
-    micro_batch_size=1,
-    micro_batch_size_experience=2,
-    weight_decay=0.0,  # parameters then move only where the gradient is non-zero
-    max_prompt_tokens=256,
-)
-
-
-def make_rollouts(image: Path, seed: int) -> list[Rollout]:
-    """Two groups of two: an image (Solver) prompt and a text-only (Proposer) prompt."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def response(length: int) -> list[int]:
-        return torch.randint(10, 500, (length,), generator=generator).tolist()  # < vocab size
-
-    solver = build_solver_messages("Which bar is taller?")
-    proposer = build_proposer_messages("chart and graph understanding")
-    return [
-        Rollout(f"{seed}-0", f"{seed}-s", solver, image, response(5), 1.0),
-        Rollout(f"{seed}-1", f"{seed}-s", solver, image, response(3), 0.0),
-        Rollout(f"{seed}-2", f"{seed}-p", proposer, None, response(4), 0.2),
-        Rollout(f"{seed}-3", f"{seed}-p", proposer, None, response(6), 0.9),
-    ]
 
 
 def snapshot(trainer: GRPOTrainer) -> dict[str, torch.Tensor]:
