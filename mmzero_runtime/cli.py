@@ -239,6 +239,8 @@ def _export(args: argparse.Namespace) -> int:
 
     run, store = _run_store(args)
     key, digest = export_checkpoint(run, store, args.role, args.iteration, Path(args.out))
+    if args.digest_file:  # for `vllm serve --served-model-name`, which the stages check
+        Path(args.digest_file).write_text(digest)
     print(f"{key} ({digest}) written to {args.out}; serve it with `vllm serve {args.out}`")
     return 0
 
@@ -414,6 +416,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--role", required=True, choices=["proposer", "coder", "solver"])
     export.add_argument("--iteration", type=int, help="after this iteration (default: latest)")
     export.add_argument("--run-dir", help="run directory (default: <spec.storage.uri>/<name>)")
+    export.add_argument("--digest-file", help="also write the checkpoint's digest to this file")
     export.set_defaults(func=_export)
 
     run = commands.add_parser("run", help="run a whole MM-Zero run on this machine")

@@ -724,6 +724,12 @@ class ClusterSpec(_Spec):
     """How long a finished stage pod keeps serving its final metrics: one scrape interval of
     your Prometheus (the chart's is 30 s); 0 when nothing scrapes stage pods."""
 
+    server_backend: Literal["mmzero", "vllm"] = "mmzero"
+    """What serves the frozen roles while a GRPO stage runs: `mmzero serve` (transformers; any
+    node) or `vllm serve` from the runtime image's vLLM environment (GPU servers), on the same
+    checkpoint exported by an init container and named by its digest, so the stages' client
+    and its checks are the same."""
+
     delete_artifacts: bool = False
     """Deleting the MMZeroRun also deletes its artifacts from the store (checkpoints, data,
     report) once its pods have stopped. Off: a deleted run's store data stays, so deleting a

@@ -50,6 +50,16 @@ def checkpoint_key(role: Role, iteration: int) -> str:
     return f"{stage_prefix(iteration, f'{role}-grpo')}/{MODEL_DIR}"
 
 
+def checkpoint_iteration(key: str) -> int:
+    """The iteration after which the checkpoint `key` was made (0: the base model).
+
+    >>> checkpoint_iteration("i3/solver-grpo/model"), checkpoint_iteration(BASE_MODEL)
+    (3, 0)
+    """
+    prefix = producer_prefix(key)
+    return 0 if prefix == "base" else int(prefix.split("/")[0].removeprefix("i"))
+
+
 def producer_prefix(key: str) -> str:
     """Prefix of the stage that wrote `key`: `base` for the base model, else `i<N>/<stage>`.
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from mmzero_runtime.spec import API_VERSION, KIND, RunSpec
+from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.plan import PodGroup, Stage
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -50,6 +51,8 @@ def job_name(run: str, stage: Stage, attempt: int) -> str:
 
 
 SERVER_PORT = 8000
+VLLM_MODEL_DIR = "/models"
+"""Where a vLLM server pod's init container exports the checkpoint it serves."""
 LABEL_SERVER = "mmzero.dev/server"
 _KIND_SHORT = {"proposer-grpo": "pg", "coder-grpo": "cg"}
 
@@ -270,6 +273,42 @@ def _longest_response(spec: RunSpec) -> int:
     return max([s.max_tokens for s in samplings] + [r.max_response_tokens for r in responses])
 
 
+def _serve_with_vllm(
+    pod_spec: dict[str, Any], spec: RunSpec, group: PodGroup, max_prompt_tokens: int
+) -> None:
+    """Turn a `mmzero serve` pod into `vllm serve`: an init container exports the checkpoint
+    (checked against its manifest) and its digest into an emptyDir, and vLLM serves that
+    directory under the digest as its model name, which the stages' client checks."""
+    (server,) = pod_spec["containers"]
+    key = group.models[0]
+    command = [
+        "mmzero", "export", f"{VLLM_MODEL_DIR}/model", "--spec", f"{SPEC_DIR}/run.yaml",
+        "--role", group.role or "solver", "--iteration", str(keys.checkpoint_iteration(key)),
+        "--run-dir", server["command"][server["command"].index("--run-dir") + 1],
+        "--digest-file", f"{VLLM_MODEL_DIR}/digest",
+    ]  # fmt: skip
+    export = {
+        **server,
+        "name": "export",
+        "command": command,
+        "resources": {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+        "ports": [],
+    }
+    serve = (
+        f"exec vllm serve {VLLM_MODEL_DIR}/model"
+        f' --served-model-name "$(cat {VLLM_MODEL_DIR}/digest)"'
+        f" --host 0.0.0.0 --port {SERVER_PORT} --seed {spec.seed}"
+        f" --max-model-len {max_prompt_tokens + _longest_response(spec)}"
+        f" --tensor-parallel-size {max(group.gpus, 1)}"
+    )
+    mount = {"name": "model", "mountPath": VLLM_MODEL_DIR}
+    export["volumeMounts"] = [*server["volumeMounts"], mount]
+    server["command"] = ["sh", "-c", serve]
+    server["volumeMounts"] = [*server["volumeMounts"], {**mount, "readOnly": True}]
+    pod_spec["initContainers"] = [export]
+    pod_spec["volumes"].append({"name": "model", "emptyDir": {}})
+
+
 def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[dict[str, Any]]:
     """A Deployment and a Service per frozen-role server of `stage`: `mmzero serve` on the
     stage's checkpoint of that role, ready when its model is loaded (`/health`)."""
@@ -291,8 +330,10 @@ def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[di
         ]  # fmt: skip
         ports = [{"name": "http", "containerPort": SERVER_PORT}]
         pod_spec = _pod_spec(run, spec, group, "server", command, [], ports)
+        if spec.cluster.server_backend == "vllm":
+            _serve_with_vllm(pod_spec, spec, group, role.max_prompt_tokens)
         pod_spec["containers"][0]["readinessProbe"] = {
-            "httpGet": {"path": "/health", "port": "http"},
+            "httpGet": {"path": "/health", "port": "http"},  # both servers answer it
             "periodSeconds": 10,
         }
         pod_labels = {**MANAGED_BY, LABEL_RUN: run, **labels}

@@ -9,11 +9,13 @@ Prometheus. Not real: containers (see node_agent.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,28 +51,75 @@ def agent(kube_cluster: Cluster, tmp_path: Path) -> Iterator[NodeAgent]:
     running.stop()
 
 
-def _pod_scrape_job(pod_monitor: dict[str, Any], kubeconfig: Path, namespace: str) -> dict:
-    """The chart's PodMonitor as the Prometheus Operator turns it into a scrape job: pods
-    found through the API server, kept by the selector and port name, then relabelled."""
+def _label(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def _pod_scrape_job(pod_monitor: dict[str, Any], targets: Path) -> dict[str, Any]:
+    """The chart's PodMonitor as the Prometheus Operator turns it into a scrape job: keep by
+    the selector and port name, then the PodMonitor's relabelling; the pods come from
+    `_PodDiscovery` (Debian's Prometheus is built without Kubernetes discovery)."""
     (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
-
-    def meta(label: str) -> str:
-        return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
-
     keep = [
-        {"source_labels": [meta(k)], "regex": v, "action": "keep"}
+        {"source_labels": [f"__meta_kubernetes_pod_label_{_label(k)}"], "regex": v,
+         "action": "keep"}
         for k, v in pod_monitor["spec"]["selector"]["matchLabels"].items()
-    ]
+    ]  # fmt: skip
     keep.append({"source_labels": ["__meta_kubernetes_pod_container_port_name"],
                  "regex": endpoint["port"], "action": "keep"})  # fmt: skip
     relabel = [
         {"source_labels": r["sourceLabels"], "target_label": r["targetLabel"]}
         for r in endpoint["relabelings"]
     ]
-    discovery = {"role": "pod", "kubeconfig_file": str(kubeconfig),
-                 "namespaces": {"names": [namespace]}}  # fmt: skip
-    return {"job_name": "stages", "scrape_interval": "1s", "kubernetes_sd_configs": [discovery],
+    return {"job_name": "stages", "scrape_interval": "1s",
+            "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}],
             "relabel_configs": keep + relabel}  # fmt: skip
+
+
+class _PodDiscovery:
+    """What Prometheus's Kubernetes pod discovery yields, from the API server every second:
+    one target per pod IP and container port, with the `__meta_kubernetes_pod_*` labels."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, targets: Path) -> None:
+        from kubernetes import client, config
+
+        self.core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+        self.namespace, self.targets = namespace, targets
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._write([])
+
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        partial = self.targets.with_suffix(".tmp")
+        partial.write_text(json.dumps(entries))
+        partial.replace(self.targets)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1):
+            entries = []
+            with contextlib.suppress(Exception):  # a failed list is retried next second
+                for pod in self.core.list_namespaced_pod(self.namespace).items:
+                    if not pod.status.pod_ip:
+                        continue
+                    labels = {f"__meta_kubernetes_pod_label_{_label(k)}": v
+                              for k, v in (pod.metadata.labels or {}).items()}  # fmt: skip
+                    for container in pod.spec.containers:
+                        for port in container.ports or []:
+                            entries.append({
+                                "targets": [f"{pod.status.pod_ip}:{port.container_port}"],
+                                "labels": {**labels, "__meta_kubernetes_pod_name":
+                                           pod.metadata.name,
+                                           "__meta_kubernetes_pod_container_port_name":
+                                           port.name or ""},
+                            })  # fmt: skip
+                self._write(entries)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 def test_the_example_run_trains_through_the_cluster_with_artifacts_in_minio(
@@ -115,12 +164,14 @@ def test_the_example_run_trains_through_the_cluster_with_artifacts_in_minio(
     }
     operator = Operator(kube_cluster, namespace, tmp_path / "unused", tmp_path / "operator.log",
                         env={**operator_env, "MMZERO_RECONCILE_SECONDS": "2"})  # fmt: skip
+    discovery = _PodDiscovery(kube_cluster.kubeconfig, namespace, tmp_path / "pods.json")
     prometheus = start_prometheus(
         tmp_path / "prometheus",
         {"operator": (f"127.0.0.1:{operator.metrics_port}", {})},
-        [_pod_scrape_job(pod_monitor, kube_cluster.kubeconfig, namespace)],
+        [_pod_scrape_job(pod_monitor, tmp_path / "pods.json")],
     )
     started = time.time()
+    discovery.start()
     operator.start()
     try:
         kube_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(document))
@@ -140,6 +191,7 @@ def test_the_example_run_trains_through_the_cluster_with_artifacts_in_minio(
         )
     finally:
         operator.stop()
+        discovery.stop()
     ended = time.time()
 
     # Every dashboard panel's query parses; all but the GPU one have data from this run, the

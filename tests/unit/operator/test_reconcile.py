@@ -271,7 +271,8 @@ def test_stage_pods_get_the_operators_service_addresses() -> None:
     job = with_stage_env(stage_job(body, spec, all_stages(spec)[0], 1),
                          {"MMZERO_RENDER_URL": "http://render:8001"})  # fmt: skip
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env[0] == {"name": "MMZERO_METRICS_PORT", "value": "9090"}
+    assert env[:2] == [{"name": "MMZERO_METRICS_ADDRESS", "value": "0.0.0.0"},
+                       {"name": "MMZERO_METRICS_PORT", "value": "9090"}]  # fmt: skip
     assert env[-1] == {"name": "MMZERO_RENDER_URL", "value": "http://render:8001"}
     untouched = with_stage_env(stage_job(body, spec, all_stages(spec)[0], 1), {})
     assert untouched["spec"]["template"]["spec"]["containers"][0]["env"] == env[:-1]
@@ -319,3 +320,20 @@ def test_the_coder_stage_is_judged_by_a_served_solver() -> None:
     job = next(o for o in decision.create if o["kind"] == "Job")
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "MMZERO_SERVER_JUDGE", "value": "http://demo-i1cg-solver:8000"} in env
+
+
+def test_vllm_servers_serve_an_exported_checkpoint_under_its_digest() -> None:
+    decision = reconcile(_body(cluster={"server_backend": "vllm"}), [], STAGES[:3], NOW)
+    deployment = next(o for o in decision.create if o["metadata"]["name"] == "demo-i1cg-solver")
+    pod = deployment["spec"]["template"]["spec"]
+    (export,) = pod["initContainers"]
+    assert export["command"][:4] == ["mmzero", "export", "/models/model", "--spec"]
+    assert export["command"][export["command"].index("--iteration") + 1] == "0"  # base model
+    assert export["envFrom"] == pod["containers"][0]["envFrom"]  # the same store credentials
+    (server,) = pod["containers"]
+    assert server["command"][:2] == ["sh", "-c"]
+    serve = server["command"][2]
+    assert serve.startswith("exec vllm serve /models/model --served-model-name")
+    assert '"$(cat /models/digest)"' in serve and "--port 8000" in serve
+    assert server["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert {"name": "model", "emptyDir": {}} in pod["volumes"]
