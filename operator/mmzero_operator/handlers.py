@@ -32,6 +32,7 @@ from mmzero_operator import metrics
 from mmzero_operator import reconcile as core
 from mmzero_operator.children import (
     LABEL_RUN,
+    LABEL_SERVER,
     MANAGED_BY,
     STAGE_ENV_NAMES,
     spec_config_name,
@@ -218,8 +219,13 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
     if body["metadata"].get("deletionTimestamp"):
         return None
     pods: defaultdict[str, list[core.PodFact]] = defaultdict(list)
+    server_pods: defaultdict[str, list[core.PodFact]] = defaultdict(list)
     for pod in _listed(_core().list_namespaced_pod, namespace, name):
-        pods[pod["metadata"]["labels"].get("job-name", "")].append(core.pod_fact(pod))
+        labels = pod["metadata"]["labels"]
+        if LABEL_SERVER in labels:
+            server_pods[labels[LABEL_SERVER]].append(core.pod_fact(pod))
+        else:
+            pods[labels.get("job-name", "")].append(core.pod_fact(pod))
     jobs = [
         state
         for job in _listed(_batch().list_namespaced_job, namespace, name)
@@ -238,7 +244,7 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
     servers = [
         d["metadata"]["name"] for d in _listed(_apps().list_namespaced_deployment, namespace, name)
     ]
-    decision = core.reconcile(body, jobs, done, time.time(), servers)
+    decision = core.reconcile(body, jobs, done, time.time(), servers, server_pods)
     if decision.config_map is not None:
         _sync_config_map(namespace, decision.config_map)
     stage_env = {name: os.environ[name] for name in STAGE_ENV_NAMES if os.environ.get(name)}

@@ -62,6 +62,8 @@ class PodFact:
     """The scheduler's or kubelet's message, or how the container ended."""
     since: float | None = None
     failed: bool = False
+    restarted: bool = False
+    """The container was restarted (a server's Deployment pod); `detail` says how it ended."""
 
 
 def pod_fact(pod: Mapping[str, Any]) -> PodFact:
@@ -82,12 +84,19 @@ def pod_fact(pod: Mapping[str, Any]) -> PodFact:
             return PodFact(name, BLOCKING_WAIT_REASONS[waiting["reason"]], detail, created)
         ended = state.get("terminated") or {}
         if ended and ended.get("exitCode", 0) != 0:
-            message = (ended.get("message") or "").strip().splitlines()[-5:]
-            detail = f"pod {name} exited {ended['exitCode']} ({ended.get('reason', 'Error')})"
-            if message:
-                detail += ": " + " | ".join(message)
-            return PodFact(name, detail=detail, failed=True)
+            return PodFact(name, detail=_exit(name, ended), failed=True)
+        before = (container.get("lastState") or {}).get("terminated") or {}
+        if container.get("restartCount", 0) and before:
+            restarts = f"restarted {container['restartCount']} time(s); last: "
+            return PodFact(name, detail=restarts + _exit(name, before), restarted=True)
     return PodFact(name)
+
+
+def _exit(pod: str, ended: Mapping[str, Any]) -> str:
+    """`pod P exited 137 (OOMKilled): <last log lines>`."""
+    message = (ended.get("message") or "").strip().splitlines()[-5:]
+    detail = f"pod {pod} exited {ended.get('exitCode')} ({ended.get('reason', 'Error')})"
+    return detail + (": " + " | ".join(message) if message else "")
 
 
 @dataclass(frozen=True)
@@ -296,6 +305,28 @@ def _conditions(
     return out
 
 
+def _servers_ready(
+    pods: Mapping[str, Iterable[PodFact]], servers: set[str]
+) -> tuple[bool, str, str]:
+    """False while a frozen-role server pod cannot start, has crashed or was restarted: the
+    stage keeps waiting for it (its Deployment replaces the pod), and this says why."""
+    problems = [
+        (fact, f"server {name}: {fact.detail}")
+        for name, facts in sorted(pods.items()) if name in servers
+        for fact in facts if fact.blocked or fact.failed or fact.restarted
+    ]  # fmt: skip
+    if not problems:
+        return True, "Ready" if servers else "NoServers", ""
+    first = problems[0][0]
+    reason = "ServerPodBlocked" if first.blocked else "ServerPodFailed"
+    hint = (
+        "; the Deployment replaces a failed pod and the stage waits for it (up to 30 min). If "
+        "it keeps failing (OOMKilled), raise the memory of the stage's server pod group in "
+        "spec.resources"
+    )
+    return False, reason, "; ".join(text for _, text in problems) + hint
+
+
 def _checkpoints(stages: list[Stage], done: set[str]) -> dict[str, str]:
     """The artifact key of each role's newest finished checkpoint."""
     found: dict[str, str] = {role: keys.BASE_MODEL for role in keys.ROLES}
@@ -328,10 +359,11 @@ def reconcile(
     done: Iterable[str],
     now: float,
     servers: Iterable[str] = (),
+    server_pods: Mapping[str, Iterable[PodFact]] | None = None,
 ) -> Decision:
     """Everything the run needs now. `body` is the MMZeroRun object, `jobs` the states of its
     stage Jobs, `done` the names of the stages whose manifest is in the store, `servers` the
-    names of its frozen-role server Deployments."""
+    names of its frozen-role server Deployments and `server_pods` their pods' facts."""
     status = dict(body.get("status") or {})
     generation = int(body["metadata"].get("generation", 1))
     decision = Decision()
@@ -405,6 +437,7 @@ def reconcile(
                 progress.blocked or "",
             ),
             "StoreReachable": (True, "ManifestsRead", ""),
+            "ServersReady": _servers_ready(server_pods or {}, set(servers)),
             "Suspended": (phase == "Suspended", "SpecSuspend" if spec.suspend else phase, ""),
             "Succeeded": (phase == "Succeeded", phase, message if phase == "Succeeded" else ""),
             "Failed": (

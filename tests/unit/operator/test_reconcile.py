@@ -337,3 +337,32 @@ def test_vllm_servers_serve_an_exported_checkpoint_under_its_digest() -> None:
     assert '"$(cat /models/digest)"' in serve and "--port 8000" in serve
     assert server["readinessProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "model", "emptyDir": {}} in pod["volumes"]
+
+
+def test_a_crashed_or_oom_killed_server_is_a_condition_while_the_stage_waits() -> None:
+    restarted = _pod(containerStatuses=[{
+        "state": {"running": {}}, "restartCount": 2,
+        "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+    }])  # fmt: skip
+    fact = pod_fact(restarted)
+    assert fact.restarted and not fact.failed
+    assert fact.detail == "restarted 2 time(s); last: pod demo-i1-propose-x1 exited 137 (OOMKilled)"
+
+    running = JobState("demo-i1-proposer-grpo", "i1-proposer-grpo", 1, "running")
+    servers = ["demo-i1pg-coder", "demo-i1pg-solver"]
+    healthy = reconcile(_body(), [running], [], NOW, servers,
+                        {"demo-i1pg-solver": [PodFact("s-1")]})  # fmt: skip
+    ready = next(c for c in healthy.status["conditions"] if c["type"] == "ServersReady")
+    assert (ready["status"], ready["reason"]) == ("True", "Ready")
+
+    sick = reconcile(_body(), [running], [], NOW, servers, {"demo-i1pg-solver": [fact]})
+    condition = next(c for c in sick.status["conditions"] if c["type"] == "ServersReady")
+    assert (condition["status"], condition["reason"]) == ("False", "ServerPodFailed")
+    assert condition["message"].startswith("server demo-i1pg-solver: restarted 2 time(s)")
+    assert "OOMKilled" in condition["message"] and "spec.resources" in condition["message"]
+    assert sick.status["phase"] == "Running" and sick.create == []  # the stage keeps waiting
+    gone = reconcile(_body(), [], STAGES[:1], NOW, [], {"demo-i1pg-solver": [fact]})
+    assert (
+        next(c for c in gone.status["conditions"] if c["type"] == "ServersReady")["status"]
+        == "True"
+    )  # the stage is done and its servers are gone: nothing to report
