@@ -21,16 +21,18 @@ from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 pytestmark = pytest.mark.integration
 
 
-def _s3(server: Any, tmp_path: Path, bucket: str | None = None, **options: Any) -> S3Store:
+def _s3(
+    server: Any, tmp_path: Path, bucket: str | None = None, run: str = "demo", **options: Any
+) -> S3Store:
     if bucket is None:
         bucket = f"t-{uuid.uuid4().hex[:12]}"
         server.make_bucket(bucket)
     return S3Store(
-        f"s3://{bucket}/runs/demo",
+        f"s3://{bucket}/runs/{run}",
         endpoint=server.endpoint,
         access_key=server.access_key,
         secret_key=server.secret_key,
-        root=tmp_path / "mirror",
+        root=tmp_path / f"mirror-{run}",
         **options,
     )
 
@@ -75,13 +77,7 @@ def test_deleting_a_run_leaves_the_run_whose_name_extends_it(
     minio_server.make_bucket(bucket)
     demo = _s3(minio_server, tmp_path, bucket)
     demo.write_bytes("run.yaml", b"a")
-    other = S3Store(
-        f"s3://{bucket}/runs/demo-2",
-        endpoint=minio_server.endpoint,
-        access_key=minio_server.access_key,
-        secret_key=minio_server.secret_key,
-        root=tmp_path / "other",
-    )
+    other = _s3(minio_server, tmp_path, bucket, run="demo-2")
     other.write_bytes("run.yaml", b"b")
     demo.delete_all()
     assert not demo.exists("run.yaml") and other.read_bytes("run.yaml") == b"b"
