@@ -57,12 +57,31 @@ FILTERED = Counter(
 GPU_MEMORY_PEAK = Gauge(
     "mmzero_gpu_memory_peak_bytes", "Peak GPU memory allocated by this process.", registry=REGISTRY
 )
+HEALTH_BINS = Gauge(
+    "mmzero_health_hard_consistency_items",
+    "Solver-data items by the hard-question consistency of their votes, in tenths (bin 0.7: "
+    "[0.7, 0.8)); the Goldilocks band is spec.filters' min/max_hard_consistency.",
+    ["bin"],
+    registry=REGISTRY,
+)
+PROBE_ACCURACY = Gauge(
+    "mmzero_health_probes_label_accuracy_by_chart",
+    "Share of known-answer probes whose majority-vote label is right, per chart kind.",
+    ["chart"],
+    registry=REGISTRY,
+)
 _FIGURES: dict[str, Gauge] = {}
 
 
-def figure_metric(figure: str) -> str:
+def figure_metric(figure: str, prefix: str = "mmzero_grpo_") -> str:
     """The gauge name of a step figure: `reward/mean` -> `mmzero_grpo_reward_mean`."""
-    return "mmzero_grpo_" + re.sub(r"[^a-zA-Z0-9_]", "_", figure).strip("_")
+    return prefix + re.sub(r"[^a-zA-Z0-9_]", "_", figure).strip("_")
+
+
+def _set_figure(name: str, value: float, help_text: str) -> None:
+    if name not in _FIGURES:
+        _FIGURES[name] = Gauge(name, help_text, registry=REGISTRY)
+    _FIGURES[name].set(float(value))
 
 
 def observe_step(figures: Mapping[str, float], seconds: float) -> None:
@@ -70,12 +89,7 @@ def observe_step(figures: Mapping[str, float], seconds: float) -> None:
     STEPS.inc()
     STEP_SECONDS.observe(seconds)
     for figure, value in figures.items():
-        name = figure_metric(figure)
-        if name not in _FIGURES:
-            _FIGURES[name] = Gauge(
-                name, f"GRPO step figure {figure}, last step.", registry=REGISTRY
-            )
-        _FIGURES[name].set(float(value))
+        _set_figure(figure_metric(figure), value, f"GRPO step figure {figure}, last step.")
     try:
         import torch
 
@@ -83,6 +97,22 @@ def observe_step(figures: Mapping[str, float], seconds: float) -> None:
             GPU_MEMORY_PEAK.set(torch.cuda.max_memory_allocated())
     except ImportError:  # a stage without torch (render-only) has no GPU figures
         pass
+
+
+def observe_health(figures: Mapping[str, float], histograms: Mapping[str, list[int]]) -> None:
+    """A finished stage's health figures (`stages/health.py`) as `mmzero_health_<figure>`.
+    Per-reason shares are left out (`mmzero_renders_total` and `mmzero_filter_items_total`
+    count them by label); per-chart probe accuracy is a label."""
+    for figure, value in figures.items():
+        parts = figure.split("/")
+        if figure.startswith("probes/label_accuracy/"):
+            PROBE_ACCURACY.labels(chart=parts[-1]).set(value)
+        elif len(parts) == 2:
+            name = figure_metric(figure, "mmzero_health_")
+            _set_figure(name, value, f"Health figure {figure} of the stage (spec.health alarms).")
+    counts = histograms.get("difficulty/hard_consistency", [])
+    for index, count in enumerate(counts):
+        HEALTH_BINS.labels(bin=f"{index / len(counts):.1f}").set(count)
 
 
 def observe_generation(tokens: int, seconds: float) -> None:

@@ -52,7 +52,7 @@ CONTENT_TYPES: tuple[str, ...] = (
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-MUTABLE_AFTER_START: Final = ("iterations", "suspend", "cluster")
+MUTABLE_AFTER_START: Final = ("iterations", "suspend", "cluster", "health")
 """Spec fields a started run may change (both executors enforce it); the rest is the method."""
 
 
@@ -575,6 +575,42 @@ class EvaluationSpec(_Spec):
     """Sampling of the evaluated Solver (§9: T 0.6, top-p 0.95, 4,096 tokens)."""
 
 
+class HealthSpec(_Spec):
+    """Self-play health: known-answer probes and alarms on the health figures of each stage.
+
+    Every stage stores its health figures (`health.json`); the alarms are evaluated from them
+    and these thresholds by both executors, so raising a threshold or switching `on_alarm` to
+    `warn` lets a stopped run go on. It may change after a run has started."""
+
+    probe_items: int = Field(64, ge=0)
+    """Known-answer items per iteration (procedural charts), labelled by the Solver-data stage
+    exactly as generated items are; their labels against the truth give the pseudo-label
+    accuracy. Never trained on. 0: no probes."""
+
+    diversity_sample: int = Field(256, ge=2)
+    """Proposals of the propose stage whose captions and questions are clustered for the
+    diversity figures (the first ones by id; clustering is quadratic in this)."""
+
+    on_alarm: Literal["warn", "stop"] = "warn"
+    """What a firing alarm does: `warn` (a run condition, a log line and a report line) or
+    `stop` (also: no further stage starts until the alarm is cleared)."""
+
+    min_distinct_share: Probability = 0.2
+    """Collapse alarm: fires when the distinct clusters among the proposals' captions, easy or
+    hard questions fall below this share of the proposals."""
+
+    max_zero_variance_share: Probability = 0.8
+    """All-same alarm: fires when more than this share of a GRPO stage's groups had identical
+    rewards (they teach nothing)."""
+
+    min_probe_label_accuracy: Probability = 0.3
+    """Label alarm: fires when the majority-vote labels of the probes are right less often."""
+
+    max_render_failure_share: Probability = 0.9
+    """Failure alarm: fires when more than this share of a data stage's drawings do not
+    render."""
+
+
 class PodResourcesSpec(_Spec):
     """Compute asked for by one kind of pod."""
 
@@ -778,6 +814,9 @@ class RunSpec(_Spec):
 
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     """Evaluation stage settings."""
+
+    health: HealthSpec = Field(default_factory=HealthSpec)
+    """Known-answer probes and health alarms."""
 
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """Compute per stage kind."""

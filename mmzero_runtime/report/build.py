@@ -3,7 +3,9 @@
 Per iteration: curves of each GRPO stage's step figures, the data stages' yields and drop
 reasons, the evaluation against the base model, a gallery of Solver items (image, proposal,
 questions, the Solver's votes, the label and why an item was kept or dropped) and examples of
-Proposer rewards with every term; then the spec. Images are embedded, so the file travels alone.
+Proposer rewards with every term, and every stage's health figures (known-answer probes,
+diversity, zero-variance groups, the difficulty histogram) with the alarms they fire, which
+also head the page; then the spec. Images are embedded, so the file travels alone.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any
 
 import yaml
 
+from mmzero_runtime.alarms import HEALTH_FILE, Alarm
 from mmzero_runtime.report.charts import line_chart
 from mmzero_runtime.spec import MMZeroRun, parse_run
 from mmzero_runtime.stages import metrics
 from mmzero_runtime.stages.keys import REPORT_FILE, RUN_FILE
+from mmzero_runtime.stages.local import run_alarms
 from mmzero_runtime.stages.plan import all_stages
 from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.storage.records import read_records
@@ -41,7 +45,7 @@ td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-al
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(270px, 1fr)); gap: 12px; }
 .card { border: 1px solid #ddd; padding: 8px; font-size: 12px; }
 .card img { width: 100%; border: 1px solid #eee; }
-.kept { color: #2a7d2a; } .dropped { color: #b03030; }
+.kept { color: #2a7d2a; } .dropped, .alarm { color: #b03030; }
 pre { background: #f6f6f6; padding: 8px; font-size: 12px; overflow-x: auto; }
 """
 
@@ -205,23 +209,58 @@ def _resources(root: Path, run: MMZeroRun, i: int) -> str:
     )
 
 
+def _health(store: ArtifactStore, run: MMZeroRun, i: int, alarms: list[Alarm]) -> str:
+    """Each finished stage's health figures; a figure that fires an alarm is marked."""
+    rows = []
+    for stage in (s for s in all_stages(run.spec) if s.iteration == i):
+        try:
+            body = json.loads(store.read_bytes(f"{stage.output}/{HEALTH_FILE}"))
+        except StoreError:
+            continue
+        marked = {a.figure for a in alarms if a.stage == stage.name}
+        for figure, value in body["figures"].items():
+            cls = ' class="alarm"' if figure in marked else ""
+            rows.append(f"<tr{cls}><td>{html.escape(stage.name)}</td><td>{html.escape(figure)}"
+                        f"</td><td>{value:.3g}</td></tr>")  # fmt: skip
+        for name, counts in body["histograms"].items():
+            bins = " ".join(f"{k / len(counts):.1f}:{n}" for k, n in enumerate(counts))
+            rows.append(f"<tr><td>{html.escape(stage.name)}</td><td>{html.escape(name)} "
+                        f"(items per bin)</td><td>{bins}</td></tr>")  # fmt: skip
+    if not rows:
+        return ""
+    return (
+        "<h3>Health</h3><table><tr><th>stage</th><th>figure</th><th>value</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+
+
+def _alarms(alarms: list[Alarm], run: MMZeroRun) -> str:
+    if not alarms:
+        return "<p>No health alarm.</p>"
+    action = "stop the run" if run.spec.health.on_alarm == "stop" else "warn"
+    items = "".join(f"<li>{html.escape(a.message)}</li>" for a in alarms)
+    return f"<h2 class='alarm'>Alarms (spec.health.on_alarm: {action})</h2><ul>{items}</ul>"
+
+
 def build_report(store: ArtifactStore) -> Path:
     """Write `report.html` into the store and return its local path (under `store.root`)."""
     run = parse_run(yaml.safe_load(store.read_bytes(RUN_FILE)), f"{store}/{RUN_FILE}")
     with contextlib.suppress(StoreError):  # an S3 store's metric files, mirrored for reading
         store.path(metrics.METRICS_DIR)
+    alarms = run_alarms(run, store)
     sections = []
     for i in range(1, run.spec.iterations + 1):
         sections.append(
             f"<h2>Iteration {i}</h2>{_grpo_section(store, i)}{_yields(store, i)}"
-            f"{_evaluation(store, i)}{_gallery(store, i)}{_proposer_examples(store, i)}"
-            f"{_resources(store.root, run, i)}"
+            f"{_evaluation(store, i)}{_health(store, run, i, alarms)}{_gallery(store, i)}"
+            f"{_proposer_examples(store, i)}{_resources(store.root, run, i)}"
         )
     spec_text = yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>MM-Zero run "
         f"{html.escape(run.metadata.name)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>MM-Zero run {html.escape(run.metadata.name)}</h1>{''.join(sections)}"
+        f"<h1>MM-Zero run {html.escape(run.metadata.name)}</h1>{_alarms(alarms, run)}"
+        f"{''.join(sections)}"
         f"<h2>Spec</h2><pre>{html.escape(spec_text)}</pre></body></html>"
     )
     store.write_bytes(REPORT_FILE, page.encode())

@@ -113,6 +113,13 @@ class Vote:
         """c = |largest group| / |valid answers|, 0 when nothing was a vote (§5.2)."""
         return self.votes / self.valid if self.valid else 0.0
 
+    @property
+    def margin(self) -> float:
+        """(|largest group| - |second largest|) / |valid answers|: how clearly the label won
+        (1 when every vote agrees, 0 for a tie or no vote)."""
+        sizes = [*sorted((len(g) for g in self.groups), reverse=True), 0, 0]
+        return (sizes[0] - sizes[1]) / self.valid if self.valid else 0.0
+
 
 def representatives(answers: Sequence[str | None]) -> dict[str, str]:
     """Normalised text -> its first trimmed answer, in order of first appearance."""

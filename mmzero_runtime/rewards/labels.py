@@ -46,6 +46,8 @@ class ItemLabel:
     easy grading failed."""
     hard_consistency: float
     """Share of the label's group among the hard votes (0 with no vote)."""
+    vote_margin: float = 0.0
+    """Lead of the label's group over the runner-up, as a share of the hard votes."""
 
 
 def _easy_score(candidate: SolverCandidate, spec: FiltersSpec, grades: Grades) -> Fraction | None:
@@ -73,7 +75,7 @@ def label_items(
     >>> from mmzero_runtime.rewards.answers import text_grade
     >>> item = SolverCandidate("s1", "3", ("3", "3", "4", "3"), ("a", "a", "b", "c"))
     >>> label_items([item], spec=FiltersSpec(), grades=text_grade)["s1"]
-    ItemLabel(label='a', easy_score=0.75, hard_consistency=0.5)
+    ItemLabel(label='a', easy_score=0.75, hard_consistency=0.5, vote_margin=0.25)
     """
     labels: dict[str, ItemLabel] = {}
     for candidate in candidates:
@@ -83,6 +85,7 @@ def label_items(
             label=vote.label,
             easy_score=None if easy is None else float(easy),
             hard_consistency=vote.consistency,
+            vote_margin=vote.margin,
         )
     return labels
 

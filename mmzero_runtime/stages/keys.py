@@ -34,6 +34,8 @@ CODER_TRAIN_SET = "coder-train.jsonl"
 SOLVER_TRAIN_SET = "solver-train.jsonl"
 IMAGES_DIR = "images"
 EVAL_RESULTS = "results.jsonl"
+PROBES = "probes.jsonl"
+"""The Solver-data stage's labelled known-answer probes."""
 
 
 def stage_prefix(iteration: int, kind: str) -> str:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mmzero_runtime.alarms import Alarm, collect, evaluate, stops
 from mmzero_runtime.models.fit import check_fit
 from mmzero_runtime.spec import MMZeroRun, load_run, parse_run
 from mmzero_runtime.stages.errors import StageError
@@ -39,6 +40,34 @@ def spec_hash(run: MMZeroRun) -> str:
 def finished(run: MMZeroRun, store: ArtifactStore) -> list[str]:
     """Names of the stages whose manifest exists."""
     return [s.name for s in all_stages(run.spec) if read_manifest(store, s.output) is not None]
+
+
+def run_alarms(run: MMZeroRun, store: ArtifactStore) -> list[Alarm]:
+    """The alarms the finished stages' health figures fire under the run's `spec.health`."""
+    done = set(finished(run, store))
+    stages = [(s.name, s.output) for s in all_stages(run.spec) if s.name in done]
+
+    def read(key: str) -> bytes | None:
+        return store.read_bytes(key) if store.exists(key) else None
+
+    return evaluate(run.spec.health, collect(stages, read))
+
+
+def _check_alarms(run: MMZeroRun, store: ArtifactStore, told: set[str]) -> None:
+    """Log each alarm once; with `health.on_alarm: stop`, stop the run while any fires."""
+    alarms = run_alarms(run, store)
+    for alarm in alarms:
+        if alarm.message not in told:
+            told.add(alarm.message)
+            log.warning("%s", alarm.message)
+    if stops(run.spec.health, alarms):
+        raise StageError(
+            f"run {run.metadata.name} stopped by {len(alarms)} alarm(s) "
+            "(spec.health.on_alarm: stop): "
+            + "; ".join(a.message for a in alarms)
+            + ". Finished stages are kept: fix the cause, or change the threshold in "
+            "spec.health or set on_alarm: warn, and rerun to go on"
+        )
 
 
 def write_run_manifest(run: MMZeroRun, store: ArtifactStore) -> dict[str, Any]:
@@ -109,7 +138,9 @@ def run_local(
         )
     import_base_model(run, store)
     ran: list[str] = []
+    told: set[str] = set()
     while True:
+        _check_alarms(run, store, told)
         done = finished(run, store)
         ready = [s for s in plan(run.spec, done) if _before(s, until, run.spec.iterations)]
         if not ready:
@@ -144,6 +175,7 @@ def status_lines(directory: Path) -> list[str]:
             steps = len(list(scratch.glob("step-*.jsonl")))
             state = f"started ({steps} step(s) checkpointed)"
         lines.append(f"  {stage.name:<20} {state}")
+    lines += [f"  {alarm.message}" for alarm in run_alarms(run, store)]
     return lines
 
 

@@ -19,11 +19,13 @@ from pathlib import Path
 import yaml
 
 from mmzero_runtime import metrics as prometheus
+from mmzero_runtime.alarms import HEALTH_FILE
 from mmzero_runtime.models.fit import check_fit
 from mmzero_runtime.spec import MUTABLE_AFTER_START, MMZeroRun, parse_run
 from mmzero_runtime.stages import keys, metrics
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.health import health_bytes, stage_health
 from mmzero_runtime.stages.plan import Stage, StageKind, all_stages
 from mmzero_runtime.stages.retention import prune
 from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest, verify
@@ -66,8 +68,9 @@ def pin_run(run: MMZeroRun, store: ArtifactStore) -> MMZeroRun:
         same = pinned.spec.model_copy(update=mutable)
         if same != run.spec:
             raise StageError(
-                f"{store} was started with another spec; only spec.iterations, "
-                "spec.suspend and spec.cluster may change in a started run. Give the run a new "
+                f"{store} was started with another spec; only "
+                + ", ".join(f"spec.{name}" for name in MUTABLE_AFTER_START)
+                + " may change in a started run. Give the run a new "
                 "metadata.name, or delete the run's directory to start over"
             )
     if stored != text:  # each stage pins too: an unchanged run file is not written again
@@ -107,6 +110,9 @@ def run_stage(
     ctx = StageContext(run, store, stage, device=device)
     started = time.monotonic()
     output = _dispatch(ctx)
+    health = stage_health(run.spec, stage, lambda name: store.read_bytes(f"{output.prefix}/{name}"))
+    output.put_bytes(HEALTH_FILE, health_bytes(health))
+    prometheus.observe_health(health["figures"], health["histograms"])
     meta = {
         "stage": stage.name,
         "iteration": iteration,

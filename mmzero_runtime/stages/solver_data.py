@@ -1,6 +1,7 @@
 """Solver data (reference §2.5 steps 2-5, §6): the new Coder draws each proposal once, the
 previous Solver answers both questions 10 times on every render, the majority of its hard
-answers becomes the pseudo-label, and only items of Goldilocks difficulty are kept."""
+answers becomes the pseudo-label, and only items of Goldilocks difficulty are kept. The
+known-answer probes (`stages/probes.py`) are labelled alongside, in the same requests."""
 
 from __future__ import annotations
 
@@ -16,12 +17,20 @@ from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.coder_data import valid_proposals
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.pipeline import Question, ask, draw, open_generator
+from mmzero_runtime.stages.probes import (
+    probe_candidates,
+    probe_items,
+    probe_questions,
+    probe_rows,
+    render_probes,
+)
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.storage.records import dumps_jsonl
 
 
 def run(ctx: StageContext) -> StageOutput:
-    """Write `solver-train.jsonl` (kept items), `candidates.jsonl` (all) and `images/`."""
+    """Write `solver-train.jsonl` (kept items), `candidates.jsonl` (all), `probes.jsonl`
+    (the labelled probes) and `images/`."""
     spec = ctx.spec
     proposals = valid_proposals(ctx, keys.PROPOSALS_FOR_SOLVER)
     coder_digest, labeller_digest = ctx.model_digest("coder"), ctx.model_digest("labeller")
@@ -29,7 +38,9 @@ def run(ctx: StageContext) -> StageOutput:
         ctx, ctx.model_dir("coder"), coder_digest, spec.roles.coder.max_prompt_tokens
     )
     images = ctx.workdir / "images"
+    probes = probe_items(ctx)
     with open_renderer(spec.render, spec.image, str(ctx.workdir / "render")) as renderer:
+        probe_images = render_probes(ctx, renderer, probes, ctx.workdir / "probes")
         drawings = draw(
             ctx,
             coder,
@@ -53,6 +64,7 @@ def run(ctx: StageContext) -> StageOutput:
             ("hard", proposals[pid].hard_question),
         )
     ]
+    questions += probe_questions(probes, probe_images)
     answers = ask(
         ctx,
         labeller,
@@ -68,11 +80,14 @@ def run(ctx: StageContext) -> StageOutput:
         for pid in rendered
         if f"{pid}-easy" in answers and f"{pid}-hard" in answers
     ]
+    probed = probe_candidates(probes, answers)
     with Grader(spec.grading) as grader:
-        graded = grader.grade(label_grade_requests(candidates, spec=spec.filters))
-    ctx.ledger.record_grades(graded)
+        graded = grader.grade(label_grade_requests(candidates + probed, spec=spec.filters))
+        ctx.ledger.record_grades(graded)
+        labels = label_items(candidates + probed, spec=spec.filters, grades=GradeTable(graded))
+        probe_table = probe_rows(ctx, probes, probed, labels, grader, labeller_digest)
     ctx.ledger.check(spec.grading.max_failure_share)
-    labels = label_items(candidates, spec=spec.filters, grades=GradeTable(graded))
+    labels = {c.item_id: labels[c.item_id] for c in candidates}
     report = solver_data_filter(labels, spec=spec.filters)
     prometheus.observe_filter("solver_data", len(report.kept), report.counts.items())
     output = ctx.output()
@@ -88,6 +103,7 @@ def run(ctx: StageContext) -> StageOutput:
                 "question": proposals[c.item_id].hard_question,
                 "label": label.label,
                 "hard_consistency": label.hard_consistency,
+                "vote_margin": label.vote_margin,
                 "easy_score": label.easy_score,
                 "hard_answers": list(c.hard_answers),
                 "easy_answers": list(c.easy_answers),
@@ -98,6 +114,7 @@ def run(ctx: StageContext) -> StageOutput:
             }
         )
     output.put_bytes("candidates.jsonl", dumps_jsonl(rows))
+    output.put_bytes(keys.PROBES, dumps_jsonl(probe_table))
     kept = set(report.kept)
     output.put_bytes(keys.SOLVER_TRAIN_SET, dumps_jsonl(r for r in rows if r["id"] in kept))
     output.put_bytes(

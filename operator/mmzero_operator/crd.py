@@ -22,7 +22,7 @@ from mmzero_runtime.spec import API_GROUP, KIND, MUTABLE_AFTER_START, RunSpec
 
 PLURAL = "mmzeroruns"
 VERSION = "v1alpha1"
-PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+PHASES = ("Pending", "Running", "Suspended", "Stopped", "Succeeded", "Failed")
 CHART_CRD = Path("charts/mmzero/crds/mmzero.dev_mmzeroruns.yaml")
 
 
@@ -142,6 +142,21 @@ def status_schema() -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": {"type": "string"},
                 "description": "Artifact key of each role's latest checkpoint.",
+            },
+            "alarms": {
+                "type": "array",
+                "description": "Health alarms firing now (spec.health), from the stages' figures.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "stage": {"type": "string"},
+                        "figure": {"type": "string"},
+                        "value": {"type": "number"},
+                        "threshold": {"type": "number"},
+                        "message": {"type": "string", "maxLength": 4096},
+                    },
+                },
             },
             "conditions": {
                 "type": "array",

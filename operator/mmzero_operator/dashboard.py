@@ -16,6 +16,10 @@ CHART_DASHBOARD = Path("charts/mmzero/dashboards/mmzero.json")
 UID = "mmzero-overview"
 
 
+OPERATOR_METRICS = ("mmzero_operator_", "mmzero_runs", "mmzero_run_alarms", "mmzero_stage_jobs_")
+"""Name prefixes of the metrics the operator exports; the rest come from stage pods."""
+
+
 @dataclass(frozen=True)
 class Panel:
     title: str
@@ -23,6 +27,11 @@ class Panel:
     legend: str
     unit: str = "short"
     description: str = ""
+
+    @property
+    def from_operator(self) -> bool:
+        """True when the panel shows the operator's metrics, not the stages'."""
+        return any(prefix in self.query for prefix in OPERATOR_METRICS)
 
 
 RATE = "[$__rate_interval]"
@@ -66,6 +75,30 @@ PANELS = (
           "{{run}} {{stage}}", "bytes"),
     Panel("GPU memory peak", "max by (run, stage) (mmzero_gpu_memory_peak_bytes)",
           "{{run}} {{stage}}", "bytes", "Peak GPU memory of each stage process (0 on CPU)."),
+    Panel("Health alarms", "sum by (alarm) (mmzero_run_alarms)", "{{alarm}}",
+          description="Runs with each spec.health alarm firing (collapse, all_same_groups, "
+          "label_accuracy, render_failures); the run's status.alarms says where and why."),
+    Panel("Pseudo-label accuracy on probes",
+          "avg by (run, iteration) (mmzero_health_probes_label_accuracy)", "{{run}} i{{iteration}}",
+          "percentunit", "Known-answer probes whose majority-vote label is right."),
+    Panel("Probe label accuracy by chart",
+          "avg by (run, chart) (mmzero_health_probes_label_accuracy_by_chart)",
+          "{{run}} {{chart}}", "percentunit"),
+    Panel("Vote margin", "avg by (run, iteration) (mmzero_health_votes_margin_mean)",
+          "{{run}} i{{iteration}}", "percentunit",
+          "Lead of the label's votes over the runner-up, as a share of the votes."),
+    Panel("Question and caption diversity",
+          'min by (run, iteration, __name__) ({__name__=~"mmzero_health_diversity_.+"})',
+          "i{{iteration}} {{__name__}}", "percentunit",
+          "Distinct clusters per proposal and the share with a near-duplicate."),
+    Panel("Difficulty histogram",
+          "max by (run, iteration, bin) (mmzero_health_hard_consistency_items)",
+          "i{{iteration}} {{bin}}",
+          description="Solver-data items by hard-question consistency; the Goldilocks band is "
+          "spec.filters' min/max_hard_consistency."),
+    Panel("Log-prob gap, rollout vs trainer",
+          "avg by (run, stage) (mmzero_grpo_logprob_rollout_abs_diff_mean)", "{{run}} {{stage}}",
+          description="Mean |log p| difference per token between the sampler and the trainer."),
     Panel("API requests",
           f"sum by (verb, resource) (rate(mmzero_operator_api_requests_total{RATE}))",
           "{{verb}} {{resource}}", "reqps"),

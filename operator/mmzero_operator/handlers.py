@@ -39,7 +39,7 @@ from mmzero_operator.children import (
     with_stage_env,
 )
 from mmzero_operator.crd import PLURAL, VERSION
-from mmzero_operator.store import StoreUnavailable, done_stages, run_store
+from mmzero_operator.store import StoreUnavailable, run_store, store_view
 from mmzero_runtime.spec import API_GROUP, RunSpec
 from mmzero_runtime.storage.errors import StoreError
 
@@ -233,7 +233,9 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
     ]
     try:
         spec = RunSpec.model_validate(body["spec"])
-        done = done_stages(spec, name, secret=_store_secret(namespace, spec))
+        view = store_view(
+            spec, name, uid=body["metadata"]["uid"], secret=_store_secret(namespace, spec)
+        )
     except StoreUnavailable as error:
         status = core.store_unavailable(body, str(error), time.time())
         if _changed(body.get("status") or {}, status):
@@ -244,7 +246,9 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
     servers = [
         d["metadata"]["name"] for d in _listed(_apps().list_namespaced_deployment, namespace, name)
     ]
-    decision = core.reconcile(body, jobs, done, time.time(), servers, server_pods)
+    decision = core.reconcile(
+        body, jobs, view.done, time.time(), servers, server_pods, health=view.health
+    )
     if decision.config_map is not None:
         _sync_config_map(namespace, decision.config_map)
     stage_env = {name: os.environ[name] for name in STAGE_ENV_NAMES if os.environ.get(name)}

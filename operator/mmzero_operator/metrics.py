@@ -17,6 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 from mmzero_operator.children import LABEL_ATTEMPT, LABEL_STAGE
 from mmzero_operator.crd import PHASES
 from mmzero_operator.reconcile import Decision
+from mmzero_runtime.alarms import RULES
 
 RECONCILES = Counter(
     "mmzero_operator_reconcile_total", "Reconciles of a run, by trigger and result.",
@@ -33,6 +34,9 @@ LAST_RECONCILE = Gauge(
     "mmzero_operator_last_reconcile_timestamp_seconds", "Unix time of the last finished reconcile."
 )
 RUNS = Gauge("mmzero_runs", "Runs this operator reconciles, by phase.", ["phase"])
+ALARMS = Gauge(
+    "mmzero_run_alarms", "Runs with a health alarm firing now, by alarm (spec.health).", ["alarm"]
+)
 JOBS_CREATED = Counter(
     "mmzero_stage_jobs_created_total", "Stage Jobs created, by stage kind and whether a retry.",
     ["stage", "retry"],
@@ -48,6 +52,7 @@ TRIGGERS = ("run", "timer", "job")
 """What starts a reconcile (handlers.py); their error series exist from the start, at 0."""
 
 _phases: dict[tuple[str, str], str] = {}
+_alarms: dict[tuple[str, str], set[str]] = {}
 
 
 def serve(port: int) -> None:
@@ -85,9 +90,11 @@ def measured(
     LAST_RECONCILE.set(time.time())
     if decision is None:  # the run is gone
         _phases.pop(key, None)
+        _alarms.pop(key, None)
         RECONCILES.labels(trigger, "gone").inc()
     else:
         _phases[key] = decision.status.get("phase", "Pending")
+        _alarms[key] = {alarm["name"] for alarm in decision.status.get("alarms", [])}
         for job in (obj for obj in decision.create if obj["kind"] == "Job"):
             labels = job["metadata"]["labels"]
             retry = "false" if labels[LABEL_ATTEMPT] == "1" else "true"
@@ -96,6 +103,8 @@ def measured(
         RECONCILES.labels(trigger, result).inc()
     for phase in PHASES:
         RUNS.labels(phase).set(sum(1 for p in _phases.values() if p == phase))
+    for rule in RULES:
+        ALARMS.labels(rule.name).set(sum(1 for names in _alarms.values() if rule.name in names))
     return decision
 
 

@@ -30,6 +30,7 @@ from mmzero_operator.children import (
     spec_config_map,
     stage_job,
 )
+from mmzero_runtime.alarms import Alarm, evaluate, stops
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.plan import Stage, all_stages, plan
@@ -327,6 +328,15 @@ def _servers_ready(
     return False, reason, "; ".join(text for _, text in problems) + hint
 
 
+def _health_condition(alarms: list[Alarm]) -> tuple[bool, str, str]:
+    """True while an alarm fires; the reason names the alarms, the message says what to do."""
+    if not alarms:
+        return False, "Healthy", ""
+    names = sorted({a.name for a in alarms})
+    reason = "".join(part.title() for name in names for part in name.split("_"))
+    return True, reason, "; ".join(a.message for a in alarms)
+
+
 def _checkpoints(stages: list[Stage], done: set[str]) -> dict[str, str]:
     """The artifact key of each role's newest finished checkpoint."""
     found: dict[str, str] = {role: keys.BASE_MODEL for role in keys.ROLES}
@@ -360,10 +370,13 @@ def reconcile(
     now: float,
     servers: Iterable[str] = (),
     server_pods: Mapping[str, Iterable[PodFact]] | None = None,
+    health: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Decision:
     """Everything the run needs now. `body` is the MMZeroRun object, `jobs` the states of its
     stage Jobs, `done` the names of the stages whose manifest is in the store, `servers` the
-    names of its frozen-role server Deployments and `server_pods` their pods' facts."""
+    names of its frozen-role server Deployments, `server_pods` their pods' facts and `health`
+    the finished stages' health figures (their alarms; with `health.on_alarm: stop` a firing
+    alarm starts nothing new, phase Stopped, until the spec or the figures clear it)."""
     status = dict(body.get("status") or {})
     generation = int(body["metadata"].get("generation", 1))
     decision = Decision()
@@ -378,6 +391,10 @@ def reconcile(
     latest = _latest(jobs)
     progress = _Progress()
     terminal_failure = status.get("phase") == "Failed"
+    figures = health or {}
+    alarms = evaluate(spec.health, {s.name: figures[s.name] for s in stages
+                                    if s.name in finished and s.name in figures})  # fmt: skip
+    halted = stops(spec.health, alarms)
     if not finished.issuperset(s.name for s in stages) and not terminal_failure:
         if spec.suspend:
             decision.suspend = [j.name for j in latest.values() if j.outcome == "running"]
@@ -392,6 +409,12 @@ def reconcile(
                 if progress.failure:
                     decision.create = []
                     break
+            if halted:  # what already runs finishes; nothing new starts, not even a retry
+                decision.create = []
+                progress.running = [
+                    s for s in progress.running
+                    if s.name in latest and latest[s.name].outcome in ("waiting", "running")
+                ]  # fmt: skip
 
     _serve(body, spec, progress, latest, set(servers), decision)
     if terminal_failure:
@@ -402,6 +425,11 @@ def reconcile(
         phase, message = "Succeeded", f"all {len(stages)} stages done"
     elif spec.suspend:
         phase, message = "Suspended", "spec.suspend is true: no stage starts"
+    elif halted:
+        phase = "Stopped"
+        message = f"stopped by {len(alarms)} alarm(s) (spec.health.on_alarm: stop): " + (
+            "; ".join(a.message for a in alarms)
+        )
     else:
         phase = "Running"
         message = ", ".join(s.name for s in progress.running) or "waiting to retry"
@@ -418,6 +446,7 @@ def reconcile(
         "startTime": started,
         "attempts": {s: j.attempt for s, j in sorted(latest.items())},
         "checkpoints": _checkpoints(stages, finished),
+        "alarms": [alarm.as_record() for alarm in alarms],
     }
     new_status["iteration"], new_status["stage"] = shown.iteration, shown.name
     if phase in ("Succeeded", "Failed"):
@@ -438,6 +467,7 @@ def reconcile(
             ),
             "StoreReachable": (True, "ManifestsRead", ""),
             "ServersReady": _servers_ready(server_pods or {}, set(servers)),
+            "HealthAlarm": _health_condition(alarms),
             "Suspended": (phase == "Suspended", "SpecSuspend" if spec.suspend else phase, ""),
             "Succeeded": (phase == "Succeeded", phase, message if phase == "Succeeded" else ""),
             "Failed": (

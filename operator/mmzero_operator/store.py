@@ -1,11 +1,12 @@
-"""The operator's view of the artifact store: which stages have their manifest.
+"""The operator's view of the artifact store: which stages have their manifest, and their health.
 
 The operator never writes artifacts and never reads their contents, only the manifests that
-say a stage is done; it deletes a run's artifacts only when the run is deleted with
-`spec.cluster.delete_artifacts`. For a local-directory store it sees the same ReadWriteMany
-volume the stage pods mount, at `$MMZERO_STORE_ROOT` (default `/var/lib/mmzero`); for an S3
-store it uses the run's credentials (the Secret named by `spec.storage.credentials_secret`,
-given here as its decoded data).
+say a stage is done and the small `health.json` figures its alarms are evaluated from; it
+deletes a run's artifacts only when the run is deleted with `spec.cluster.delete_artifacts`.
+For a local-directory store it sees the same ReadWriteMany volume the stage pods mount, at
+`$MMZERO_STORE_ROOT` (default `/var/lib/mmzero`); for an S3 store it uses the run's
+credentials (the Secret named by `spec.storage.credentials_secret`, given here as its decoded
+data).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from mmzero_runtime.alarms import collect
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages.plan import all_stages
 from mmzero_runtime.storage.errors import StoreError
@@ -58,12 +61,37 @@ def run_store(
         raise StoreUnavailable(f"{error} (credentials read from: {where})") from None
 
 
-def done_stages(
-    spec: RunSpec, run: str, *, root: str | None = None, secret: Mapping[str, str] | None = None
-) -> set[str]:
-    """Names of the stages of `run` whose manifest exists."""
+@dataclass(frozen=True)
+class StoreView:
+    """What a reconcile reads from a run's store: the stages whose manifest exists and the
+    health figures those stages stored (for the alarms)."""
+
+    done: set[str]
+    health: dict[str, dict[str, float]]
+
+
+_health_seen: dict[tuple[str, str], dict[str, float]] = {}
+"""Health figures by (run uid, stage): a finished stage's never change, so each is read once
+(a run deleted and created again has a new uid)."""
+
+
+def store_view(
+    spec: RunSpec,
+    run: str,
+    *,
+    uid: str,
+    root: str | None = None,
+    secret: Mapping[str, str] | None = None,
+) -> StoreView:
+    """The finished stages of `run` and their health figures."""
     store = run_store(spec, run, root=root, secret=secret)
     try:
-        return {s.name for s in all_stages(spec) if read_manifest(store, s.output) is not None}
+        finished = [s for s in all_stages(spec) if read_manifest(store, s.output) is not None]
+        unread = [(s.name, s.output) for s in finished if (uid, s.name) not in _health_seen]
+        found = collect(unread, lambda key: store.read_bytes(key) if store.exists(key) else None)
     except StoreError as error:
         raise StoreUnavailable(str(error)) from error
+    for name, _ in unread:
+        _health_seen[(uid, name)] = found.get(name, {})
+    health = {s.name: _health_seen[(uid, s.name)] for s in finished if _health_seen[(uid, s.name)]}
+    return StoreView({s.name for s in finished}, health)

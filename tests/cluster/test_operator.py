@@ -97,9 +97,8 @@ def test_run_goes_through_every_stage_in_order_and_succeeds(
     time.sleep(3)  # a few more scrapes
     from mmzero_operator.dashboard import PANELS
 
-    operator_panels = [p for p in PANELS if "mmzero_operator_" in p.query or "mmzero_runs" in
-                       p.query or "mmzero_stage_jobs_" in p.query]  # fmt: skip
-    assert len(operator_panels) == 7
+    operator_panels = [p for p in PANELS if p.from_operator]
+    assert len(operator_panels) == 8
     for panel in operator_panels:
         expr = panel.query.replace("$__rate_interval", "10s")
         data = prometheus.query_range(expr, started, time.time(), step="1s")

@@ -30,11 +30,17 @@ def test_every_panel_queries_metrics_the_code_exports() -> None:
         for registry in registries
         for family in registry.collect()
         for suffix in suffixes.get(family.type, [""])
-    } | {stage_metrics.figure_metric(f) for f in ("reward/mean", "groups/zero_variance_share")}
+    }
+    # gauges made on first use: GRPO step figures and the stages' health figures
+    step_figures = ("reward/mean", "groups/zero_variance_share", "logprob/rollout_abs_diff_mean",
+                    "terms/renderability")  # fmt: skip
+    health_figures = ("probes/label_accuracy", "votes/margin_mean",
+                      "diversity/caption_distinct_share")  # fmt: skip
+    exported |= {stage_metrics.figure_metric(f) for f in step_figures}
+    exported |= {stage_metrics.figure_metric(f, "mmzero_health_") for f in health_figures}
     for panel in PANELS:
         if pattern := re.search(r'__name__=~"([^"]+)"', panel.query):
-            term = stage_metrics.figure_metric("terms/renderability")  # a term gauge's name
-            assert re.fullmatch(pattern.group(1), term), panel.title
+            assert any(re.fullmatch(pattern.group(1), name) for name in exported), panel.title
             continue
         names = set(re.findall(r"\b(?:mmzero|process)_[a-z_]+", panel.query))
         assert names and names <= exported, f"{panel.title}: {names - exported} not exported"

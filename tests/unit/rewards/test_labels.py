@@ -36,9 +36,9 @@ def split(top: int, k: int = 10) -> tuple[str, ...]:
     ("item", "expected"),
     [
         (candidate(), ItemLabel("a", 1.0, 0.5)),  # 5-5 tie: "a" came first
-        (candidate(hard=split(3)), ItemLabel("a", 1.0, 0.3)),  # 3 of 10 agree
+        (candidate(hard=split(3)), ItemLabel("a", 1.0, 0.3, 0.2)),  # 3 of 10 agree, lead 2
         (candidate(hard=("None",) * 10), ItemLabel(None, 1.0, 0.0)),  # no vote: no label
-        (candidate(hard=("none",) * 9 + ("a",)), ItemLabel("a", 1.0, 1.0)),
+        (candidate(hard=("none",) * 9 + ("a",)), ItemLabel("a", 1.0, 1.0, 1.0)),
         # ^ §15: the reference kept the lower-case "none" label; here the one real vote wins
         (candidate(easy=split(4)), ItemLabel("a", 0.4, 0.5)),  # easy self-consistency 4/10
         (candidate(easy=(None,) * 10), ItemLabel("a", 0.0, 0.5)),  # no easy vote: score 0

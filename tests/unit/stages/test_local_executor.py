@@ -43,7 +43,7 @@ def test_pinned_run_accepts_more_iterations_and_refuses_another_method(tmp_path:
     pin_run(_run(1), store)
     pin_run(_run(3), store)  # extending a run is allowed
     assert load_run(tmp_path / RUN_FILE).spec.iterations == 3
-    allowed = r"only spec\.iterations, spec\.suspend and spec\.cluster may change"
+    allowed = r"only spec\.iterations, spec\.suspend, spec\.cluster, spec\.health may change"
     with pytest.raises(StageError, match=allowed):
         pin_run(_run(3, seed=7), store)
 
