@@ -37,7 +37,8 @@ def fetch(name: str, namespace: str | None) -> dict[str, Any]:
 
 
 def status_line(obj: dict[str, Any]) -> str:
-    """`<run>: <phase>, iteration I, stage S (attempt A), D/T stages[, ETA][: message]`."""
+    """`<run>: <phase>, iteration I, stage S (attempt A), D/T stages[, ETA][, N alarm(s):
+    names][: message]`."""
     status = obj.get("status") or {}
     name = obj["metadata"]["name"]
     phase = status.get("phase", "Pending")
@@ -55,7 +56,10 @@ def status_line(obj: dict[str, Any]) -> str:
         for c in status.get("conditions") or []
         if c["type"] == "PodsBlocked" and c["status"] == "True"
     ]
+    alarms = status.get("alarms") or []
+    if alarms:
+        parts.append(f"{len(alarms)} alarm(s): " + ", ".join(sorted({a["name"] for a in alarms})))
     line = ", ".join(parts)
-    if phase == "Failed" or blocked:
+    if phase in ("Failed", "Stopped") or blocked:
         line += f": {(blocked[0]['message'] if blocked else status.get('message', ''))}"
     return line

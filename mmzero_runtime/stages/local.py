@@ -53,7 +53,7 @@ def run_alarms(run: MMZeroRun, store: ArtifactStore) -> list[Alarm]:
     return evaluate(run.spec.health, collect(stages, read))
 
 
-def _check_alarms(run: MMZeroRun, store: ArtifactStore, told: set[str]) -> None:
+def check_alarms(run: MMZeroRun, store: ArtifactStore, told: set[str]) -> None:
     """Log each alarm once; with `health.on_alarm: stop`, stop the run while any fires."""
     alarms = run_alarms(run, store)
     for alarm in alarms:
@@ -140,7 +140,7 @@ def run_local(
     ran: list[str] = []
     told: set[str] = set()
     while True:
-        _check_alarms(run, store, told)
+        check_alarms(run, store, told)
         done = finished(run, store)
         ready = [s for s in plan(run.spec, done) if _before(s, until, run.spec.iterations)]
         if not ready:

@@ -116,6 +116,54 @@ def test_filter_yields_are_recorded_with_reasons(run_dir: Path) -> None:
     assert 0 < len(train) == sum(c["dropped"] is None for c in candidates)
 
 
+def test_every_stage_stores_health_figures_its_tables_recompute(
+    scraped_run: tuple[Path, Scraped],
+) -> None:
+    """Issue 7: the health figures are what the saved tables say (recomputed here without the
+    stage's code), and the stage exported the same numbers to Prometheus."""
+    from mmzero_runtime.alarms import HEALTH_FILE
+    from mmzero_runtime.rewards.diversity import cluster_sizes
+
+    run_dir, scraped = scraped_run
+    run = load_run(run_dir / "run.yaml")
+    store = LocalStore(run_dir)
+    for stage in all_stages(run.spec):
+        manifest = read_manifest(store, stage.output)
+        assert manifest is not None and HEALTH_FILE in manifest.files, stage.name
+
+    def figures(kind: str) -> dict[str, float]:
+        return json.loads(store.read_bytes(f"i1/{kind}/{HEALTH_FILE}"))["figures"]
+
+    probes = read_records(store, "i1/solver-data/probes.jsonl")
+    assert len(probes) == run.spec.health.probe_items  # procedural charts all render
+    accuracy = sum(p["label_correct"] for p in probes) / len(probes)
+    assert all(p["label_correct"] <= (p["label"] is not None) for p in probes)
+    solver_data = figures("solver-data")
+    assert solver_data["probes/label_accuracy"] == accuracy
+    candidates = read_records(store, "i1/solver-data/candidates.jsonl")
+    margins = [c["vote_margin"] for c in candidates]
+    assert solver_data["votes/margin_mean"] == pytest.approx(sum(margins) / len(margins))
+    draws = read_records(store, "i1/solver-data/draws.jsonl")
+    failed = sum(d["render"] != "ok" for d in draws) / len(draws)
+    assert solver_data["renders/failure_share"] == pytest.approx(failed)
+    for role in ("proposer", "coder", "solver"):
+        steps = _steps(store, f"{role}-grpo")
+        flat = sum(s["groups/zero_variance"] for s in steps)
+        share = flat / sum(s["groups/total"] for s in steps)
+        assert figures(f"{role}-grpo")["groups/zero_variance_share"] == pytest.approx(share)
+    proposals = [r["proposal"] for name in ("proposals-coder.jsonl", "proposals-solver.jsonl")
+                 for r in read_records(store, f"i1/propose/{name}") if r["proposal"]]  # fmt: skip
+    sizes = cluster_sizes([p["caption"] for p in proposals[: run.spec.health.diversity_sample]],
+                          run.spec.rewards.proposer.diversity_distance_threshold)  # fmt: skip
+    distinct = round(sum(1 / k for k in sizes))  # a cluster of k texts: k shares of 1/k
+    assert figures("propose")["diversity/caption_distinct_share"] == distinct / len(sizes)
+
+    exported = scraped.prometheus.query_range(
+        'max(mmzero_health_probes_label_accuracy{run="tiny"})', scraped.start, scraped.end
+    )["result"]
+    assert float(exported[0]["values"][-1][1]) == pytest.approx(accuracy)
+
+
 def test_run_manifest_names_every_checkpoint(run_dir: Path) -> None:
     body = json.loads((run_dir / "run-manifest.json").read_text())
     for role in ("proposer", "coder", "solver"):
@@ -178,6 +226,7 @@ def test_report_images_and_charts_render_in_chromium(report: Path, tmp_path: Pat
     decoded, total = dom.split('data-decoded="')[1].split('"')[0].split("/")
     assert int(total) > 0 and decoded == total
     assert dom.count("<svg") >= 6  # step charts of three GRPO stages and resources
+    assert "<h3>Health</h3>" in dom and "probes/label_accuracy" in dom
 
     shot = tmp_path / "report.png"
     subprocess.run(

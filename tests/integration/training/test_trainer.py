@@ -11,7 +11,12 @@ import pytest
 import torch
 from rollouts import SPEC, make_rollouts
 
+from mmzero_runtime.alarms import evaluate
 from mmzero_runtime.models.tiny import TINY_IMAGE
+from mmzero_runtime.spec import RunSpec
+from mmzero_runtime.stages.health import stage_health
+from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.storage.records import dumps_jsonl
 from mmzero_runtime.training.batch import Rollout
 from mmzero_runtime.training.errors import CheckpointError, TrainingError
 from mmzero_runtime.training.trainer import GRPOTrainer
@@ -63,6 +68,24 @@ def test_step_zero_variance_group_dropped_is_counted_and_excluded(
     assert stats["groups/zero_variance"] == 1 and stats["groups/zero_variance_share"] == 0.5
     assert stats["tokens/sequences"] == 2 and stats["tokens/response"] == 8  # the image group
     assert stats["step/updates"] == 1  # the text group's update had nothing left
+
+
+def test_constant_rewards_show_up_as_zero_variance_groups_and_fire_the_alarm(
+    tiny_vlm_dir: Path, chart_png: Path
+) -> None:
+    """Issue 7: a reward that never varies is seen in the stage's health, not only in a flat
+    curve: every group counts as zero-variance and the all-same alarm fires."""
+    trainer = GRPOTrainer.from_pretrained(tiny_vlm_dir, SPEC, TINY_IMAGE, device="cpu")
+    steps = []
+    for step in (1, 2):
+        constant = [dataclasses.replace(r, reward=0.25) for r in make_rollouts(chart_png, step)]
+        stats = trainer.step(constant)
+        steps.append({"kind": "step", "step": step, "reward/mean": 0.25, **stats})
+    spec = RunSpec(iterations=1)
+    stage = next(s for s in all_stages(spec) if s.kind == "solver-grpo")
+    figures = stage_health(spec, stage, {"steps.jsonl": dumps_jsonl(steps)}.__getitem__)["figures"]
+    assert figures["groups/zero_variance_share"] == 1.0
+    assert [a.name for a in evaluate(spec.health, {stage.name: figures})] == ["all_same_groups"]
 
 
 @pytest.mark.slow

@@ -366,3 +366,52 @@ def test_a_crashed_or_oom_killed_server_is_a_condition_while_the_stage_waits() -
         next(c for c in gone.status["conditions"] if c["type"] == "ServersReady")["status"]
         == "True"
     )  # the stage is done and its servers are gone: nothing to report
+
+
+def _conditions(decision: Decision) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in decision.status["conditions"]}
+
+
+COLLAPSED = {"i1-propose": {"diversity/caption_distinct_share": 0.05}}
+"""The propose stage's health figures of a Proposer that repeats itself."""
+
+
+def test_a_warning_alarm_is_a_condition_and_the_run_goes_on() -> None:
+    done = STAGES[:2]
+    decision = reconcile(_body(), [], done, NOW, health=COLLAPSED)
+    assert _names(decision) == ["demo-i1-coder-data"]
+    alarm = _conditions(decision)["HealthAlarm"]
+    assert (alarm["status"], alarm["reason"]) == ("True", "Collapse")
+    assert "i1-propose" in alarm["message"] and "health.min_distinct_share" in alarm["message"]
+    assert [a["name"] for a in decision.status["alarms"]] == ["collapse"]
+    assert decision.status["phase"] == "Running"
+    healthy = reconcile(_body(), [], done, NOW, health={"i1-propose": {}})
+    assert _conditions(healthy)["HealthAlarm"]["status"] == "False"
+    assert healthy.status["alarms"] == []
+
+
+def test_a_stopping_alarm_starts_nothing_until_the_spec_clears_it() -> None:
+    done = STAGES[:2]
+    stop = {"on_alarm": "stop"}
+    decision = reconcile(_body(health=stop), [], done, NOW, health=COLLAPSED)
+    assert decision.create == [] and decision.status["phase"] == "Stopped"
+    assert "spec.health.on_alarm: stop" in decision.status["message"]
+    # a figure of a stage that is not done (deleted manifest) does not count
+    elsewhere = reconcile(_body(health=stop), [], STAGES[:1], NOW, health=COLLAPSED)
+    assert _names(elsewhere) == ["demo-i1-propose"]
+    # the user lowers the floor (spec.health may change in a started run): the run goes on
+    lowered = {**stop, "min_distinct_share": 0.01}
+    resumed = reconcile(_body(health=lowered), [], done, NOW, health=COLLAPSED)
+    assert _names(resumed) == ["demo-i1-coder-data"] and resumed.status["phase"] == "Running"
+
+
+def test_a_stopping_alarm_lets_a_running_stage_finish_but_starts_no_retry() -> None:
+    done = STAGES[:2]
+    running = JobState("demo-i1-coder-data-a1", "i1-coder-data", 1, "running")
+    decision = reconcile(_body(health={"on_alarm": "stop"}), [running], done, NOW,
+                         health=COLLAPSED)  # fmt: skip
+    assert decision.create == [] and decision.suspend == []
+    failed = JobState("demo-i1-coder-data-a1", "i1-coder-data", 1, "failed", "BackoffLimitExceeded",
+                      finished_at=NOW - 3600)  # fmt: skip
+    decision = reconcile(_body(health={"on_alarm": "stop"}), [failed], done, NOW, health=COLLAPSED)
+    assert decision.create == [] and decision.status["phase"] == "Stopped"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from mmzero_runtime.stages.errors import ProvenanceError, StageError
 from mmzero_runtime.stages.grpo_loop import step_prompts
 from mmzero_runtime.stages.keys import RUN_FILE
 from mmzero_runtime.stages.local import (
+    check_alarms,
     finished,
     load_effective,
     spec_hash,
@@ -67,6 +69,27 @@ def test_finished_and_status_follow_manifests(tmp_path: Path) -> None:
     assert "i1-proposer-grpo     done" in lines[1]
     assert "i1-propose" in lines[2] and "started" in lines[2]
     assert "waiting" in lines[3]
+
+
+def test_alarms_of_finished_stages_warn_once_or_stop_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = LocalStore(tmp_path)
+    collapsed = json.dumps({"figures": {"diversity/caption_distinct_share": 0.05}}).encode()
+    _finish(store, "i1/proposer-grpo", {"model/w.bin": b"1"})
+    _finish(store, "i1/propose", {"health.json": collapsed})
+    warn = _run(1)
+    pin_run(warn, store)
+    told: set[str] = set()
+    check_alarms(warn, store, told)
+    check_alarms(warn, store, told)
+    assert caplog.text.count("alarm collapse at i1-propose") == 1
+    assert any("alarm collapse at i1-propose" in line for line in status_lines(tmp_path))
+    stop = _run(1, health={"on_alarm": "stop"})
+    pin_run(stop, store)  # spec.health may change in a started run
+    with pytest.raises(StageError, match=r"stopped by 1 alarm.*rerun to go on"):
+        check_alarms(stop, store, set())
+    check_alarms(_run(1, health={"on_alarm": "stop", "min_distinct_share": 0.01}), store, set())
 
 
 def test_run_manifest_records_checkpoint_digests(tmp_path: Path) -> None:
