@@ -563,6 +563,28 @@ class FiltersSpec(_Spec):
         return self
 
 
+class BenchmarkSpec(_Spec):
+    """A benchmark file the evaluation stage grades every iteration's Solver and the base model
+    on. JSON Lines or Parquet (by extension), one row per question: `question`, `answer`,
+    `image` (a path relative to the file, or the image's bytes, or `{bytes, path}` as Hugging
+    Face datasets write it), optional `choices` (a list: multiple choice, `answer` is the
+    letter or the text of the right choice) and optional `id`. README "Benchmarks"."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
+    """Name of the benchmark in the results (`benchmarks/<name>/predictions.jsonl`)."""
+
+    path: str = Field(min_length=1, max_length=1024)
+    """The file: a path on the machine (or in the stage pod) running the evaluation, or
+    `store:<key>` for a file in the run's artifact store."""
+
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    """Expected sha256 of the file; a different file is refused. Either way the file's sha256
+    is recorded in the results."""
+
+    limit: int | None = Field(None, ge=1)
+    """Grade only the first `limit` rows."""
+
+
 class EvaluationSpec(_Spec):
     """The evaluation stage at the end of each iteration."""
 
@@ -573,6 +595,26 @@ class EvaluationSpec(_Spec):
         default_factory=lambda: SamplingSpec(temperature=0.6, top_p=0.95, max_tokens=4096)
     )
     """Sampling of the evaluated Solver (§9: T 0.6, top-p 0.95, 4,096 tokens)."""
+
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=list, max_length=32)
+    """User-supplied benchmark files, graded by the training grader, raw predictions saved;
+    the base model is measured on them in the same stage as the baseline."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.benchmarks.all(b, self.benchmarks.filter(c, c.name == b.name).size() == 1)",
+            "benchmark names must be unique",
+            "benchmarks",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_names(self) -> EvaluationSpec:
+        names = [b.name for b in self.benchmarks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"benchmarks: the name(s) {twice} appear more than once; rename")
+        return self
 
 
 class HealthSpec(_Spec):

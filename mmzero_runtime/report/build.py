@@ -111,22 +111,65 @@ def _yields(store: ArtifactStore, i: int) -> str:
     )
 
 
-def _evaluation(store: ArtifactStore, i: int) -> str:
+def _evaluation_summary(store: ArtifactStore, i: int) -> dict[str, Any] | None:
     try:
-        summary = json.loads(store.read_bytes(f"i{i}/evaluate/summary.json"))
+        summary: dict[str, Any] = json.loads(store.read_bytes(f"i{i}/evaluate/summary.json"))
     except StoreError:
-        return ""
-    rows = "".join(
-        f"<tr><td>{model}</td><td>{s['accuracy']:.1%}</td>"
+        return None
+    return summary
+
+
+def _score_row(label: str, s: dict[str, Any]) -> str:
+    return (
+        f"<tr><td>{html.escape(label)}</td><td>{s['accuracy']:.1%}</td>"
         f"<td>{s['interval95'][0]:.1%} – {s['interval95'][1]:.1%}</td>"
         f"<td>{s['format_rate']:.0%}</td><td>{s['questions']}</td></tr>"
-        for model, s in summary.items()
-        if isinstance(s, dict)
     )
+
+
+SCORE_HEAD = (
+    "<tr><th>model</th><th>accuracy</th><th>95% interval</th><th>format</th><th>questions</th></tr>"
+)
+
+
+def _evaluation(store: ArtifactStore, i: int) -> str:
+    summary = _evaluation_summary(store, i)
+    if summary is None:
+        return ""
+    rows = "".join(_score_row(model, summary[model]) for model in ("solver", "baseline"))
+    parts = [
+        f"<h3>Evaluation on held-out known-answer charts</h3><table>{SCORE_HEAD}{rows}</table>"
+    ]
+    for name, bench in sorted(summary.get("benchmarks", {}).items()):
+        rows = "".join(_score_row(model, bench[model]) for model in ("solver", "baseline"))
+        invalid = (
+            f", {len(bench['invalid_rows'])} row(s) set aside" if bench["invalid_rows"] else ""
+        )
+        parts.append(
+            f"<h3>Benchmark {html.escape(name)}</h3><p>{html.escape(bench['source'])}, sha256 "
+            f"{bench['sha256'][:16]}…, {bench['items']} question(s){invalid}</p>"
+            f"<table>{SCORE_HEAD}{rows}</table>"
+        )
+    return "".join(parts)
+
+
+def _checkpoints(store: ArtifactStore, run: MMZeroRun) -> str:
+    """The last and the best Solver checkpoint by the held-out accuracy, with the rule."""
+    scores = {i: s for i in range(1, run.spec.iterations + 1)
+              if (s := _evaluation_summary(store, i)) is not None}  # fmt: skip
+    if not scores:
+        return ""
+    last = max(scores)
+    best = max(scores, key=lambda i: (scores[i]["solver"]["accuracy"], -i))
+    rows = []
+    for label, i in (("last", last), ("best", best)):
+        names = ["held-out", *sorted(scores[i].get("benchmarks", {}))]
+        cells = [scores[i]["solver"]] + [scores[i]["benchmarks"][n]["solver"] for n in names[1:]]
+        body = ", ".join(f"{n} {c['accuracy']:.1%}" for n, c in zip(names, cells, strict=True))
+        rows.append(f"<tr><td>{label}</td><td>i{i}/solver-grpo/model</td><td>{body}</td></tr>")
     return (
-        "<h3>Evaluation on held-out known-answer charts</h3><table><tr><th>model</th>"
-        "<th>accuracy</th><th>95% interval</th><th>format</th><th>questions</th></tr>"
-        f"{rows}</table><p>Checkpoint rule: {html.escape(summary.get('selection', ''))}.</p>"
+        "<h2>Solver checkpoints</h2><table><tr><th></th><th>checkpoint</th><th>accuracy</th></tr>"
+        f"{''.join(rows)}</table><p>Rule: {html.escape(scores[last]['selection'])}.</p>"
     )
 
 
@@ -260,7 +303,7 @@ def build_report(store: ArtifactStore) -> Path:
         f"<!doctype html><html><head><meta charset='utf-8'><title>MM-Zero run "
         f"{html.escape(run.metadata.name)}</title><style>{STYLE}</style></head><body>"
         f"<h1>MM-Zero run {html.escape(run.metadata.name)}</h1>{_alarms(alarms, run)}"
-        f"{''.join(sections)}"
+        f"{_checkpoints(store, run)}{''.join(sections)}"
         f"<h2>Spec</h2><pre>{html.escape(spec_text)}</pre></body></html>"
     )
     store.write_bytes(REPORT_FILE, page.encode())

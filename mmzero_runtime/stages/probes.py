@@ -88,9 +88,9 @@ def probe_rows(
     (by the training grader) and why the Solver-data filter would have dropped it."""
     truth = {PROBE_PREFIX + item.id: item for item in items}
     requests = [
-        GradeRequest(c.item_id, label, truth[c.item_id].hard.answer)
+        GradeRequest(c.item_id, vote, truth[c.item_id].hard.answer)
         for c in candidates
-        if (label := labels[c.item_id].label) is not None
+        if (vote := labels[c.item_id].label) is not None
     ]
     graded = grader.grade(requests)
     ctx.ledger.record_grades(graded)
