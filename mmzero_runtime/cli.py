@@ -83,30 +83,51 @@ def _plan(args: argparse.Namespace) -> int:
     from mmzero_runtime.models.footprint import GIB
     from mmzero_runtime.stages.estimate import stage_estimates
     from mmzero_runtime.stages.plan import all_stages
+    from mmzero_runtime.stages.walltime import calibrate, roofline, stage_seconds, stage_work
 
     run = load_run(args.file)
     stages = all_stages(run.spec)
     print(f"run {run.metadata.name}: {run.spec.iterations} iteration(s), {len(stages)} stages")
     shape = _shape(run.spec.model)
+    calibrated = calibrate(Path(args.calibrate), run.spec) if args.calibrate else None
     limit = run.spec.resources.gpu_memory_gib
     too_big: list[str] = []
+    seconds, gpu_seconds, unknown = 0.0, 0.0, 0
     for stage in stages:
         inputs = ", ".join(f"{purpose}={key}" for purpose, key in stage.inputs)
         after = ", ".join(stage.depends_on) or "-"
-        print(f"{stage.name:<22} gpus={stage.gpus:<3} after={after}")
+        gpus = stage.pods[0].gpus if stage.pods else 0
+        rates = calibrated or (roofline(run.spec, shape, gpus) if shape and gpus else None)  # type: ignore[arg-type]
+        estimate = stage_seconds(stage_work(run.spec, stage), rates) if rates else None
+        if estimate is None:
+            unknown += 1
+        else:
+            seconds += estimate
+            gpu_seconds += estimate * stage.gpus
+        took = f"~{estimate / 60:.1f} min" if estimate is not None else "?"
+        print(f"{stage.name:<22} gpus={stage.gpus:<3} time={took:<10} after={after}")
         print(f"{'':<22} in: {inputs}")
         print(f"{'':<22} out: {stage.output}/")
         if shape is None:
             continue
-        for estimate in stage_estimates(run.spec, stage, shape):  # type: ignore[arg-type]
-            group = estimate.group
-            if not estimate.footprint.parts:
+        for group_estimate in stage_estimates(run.spec, stage, shape):  # type: ignore[arg-type]
+            group = group_estimate.group
+            if not group_estimate.footprint.parts:
                 continue
-            where = f"{estimate.per_gpu / GIB:.1f} GiB/GPU" if estimate.per_gpu else "CPU"
+            per_gpu = group_estimate.per_gpu
+            where = f"{per_gpu / GIB:.1f} GiB/GPU" if per_gpu else "CPU"
             name = f"{group.component}:{group.role}"
-            print(f"{'':<22} mem {name:<18} {where:<14} {estimate.footprint.describe()}")
-            if estimate.per_gpu and estimate.per_gpu > limit * GIB:
-                too_big.append(f"{stage.name} {name}: {estimate.per_gpu / GIB:.1f} GiB per GPU")
+            print(f"{'':<22} mem {name:<18} {where:<14} {group_estimate.footprint.describe()}")
+            if per_gpu and per_gpu > limit * GIB:
+                too_big.append(f"{stage.name} {name}: {per_gpu / GIB:.1f} GiB per GPU")
+    if unknown == len(stages):
+        print("wall time: unknown; the spec asks for no GPUs: pass --calibrate RUN_DIR, a run "
+              "finished on this machine, for estimates")  # fmt: skip
+    else:
+        source = calibrated.source if calibrated else "a roofline of H100s (stages/walltime.py)"
+        partial = f" ({unknown} stage(s) unknown)" if unknown else ""
+        print(f"wall time: ~{seconds / 3600:.2f} h, {gpu_seconds / 3600:.1f} GPU-hours{partial}; "
+              f"rates from {source}")  # fmt: skip
     if too_big:
         print(
             f"error: estimated memory exceeds resources.gpu_memory_gib ({limit:g} GiB) for "
@@ -369,6 +390,11 @@ def _parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", help="print the stage graph of a run")
     plan.add_argument("file", help="MMZeroRun YAML file")
+    plan.add_argument(
+        "--calibrate",
+        metavar="RUN_DIR",
+        help="a run finished on this machine: wall times from its measured rates",
+    )
     plan.set_defaults(func=_plan)
 
     render = commands.add_parser("render", help="render one SVG through the sandbox")
