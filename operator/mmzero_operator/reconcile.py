@@ -334,7 +334,13 @@ def _health_condition(alarms: list[Alarm]) -> tuple[bool, str, str]:
         return False, "Healthy", ""
     names = sorted({a.name for a in alarms})
     reason = "".join(part.title() for name in names for part in name.split("_"))
-    return True, reason, "; ".join(a.message for a in alarms)
+    return True, reason, _alarm_messages(alarms)
+
+
+def _alarm_messages(alarms: list[Alarm], shown: int = 3) -> str:
+    """The first alarms' messages (status.alarms has them all)."""
+    more = f"; and {len(alarms) - shown} more in status.alarms" if len(alarms) > shown else ""
+    return "; ".join(a.message for a in alarms[:shown]) + more
 
 
 def _checkpoints(stages: list[Stage], done: set[str]) -> dict[str, str]:
@@ -428,7 +434,7 @@ def reconcile(
     elif halted:
         phase = "Stopped"
         message = f"stopped by {len(alarms)} alarm(s) (spec.health.on_alarm: stop): " + (
-            "; ".join(a.message for a in alarms)
+            _alarm_messages(alarms)
         )
     else:
         phase = "Running"
