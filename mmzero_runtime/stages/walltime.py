@@ -27,6 +27,7 @@ from pathlib import Path
 from mmzero_runtime.models.footprint import ModelShape
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages import metrics
+from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.keys import ROLES, Role
 from mmzero_runtime.stages.pipeline import GENERATION_BATCH
 from mmzero_runtime.stages.plan import Stage, all_stages
@@ -154,7 +155,10 @@ def calibrate(run_dir: Path, spec: RunSpec) -> Rates:
     sequence: dict[Role, float] = {}
     stages = [s for s in all_stages(spec) if metrics.read_summary(run_dir, s.name)]
     if not stages:
-        raise ValueError(f"{run_dir}: no finished stage with metrics/ to calibrate from")
+        raise StageError(
+            f"{run_dir}: no finished stage with metrics/ to calibrate from; give the directory "
+            "of a local run (`mmzero run` writes <run>/metrics/)"
+        )
     for stage in stages:
         prom = run_dir / metrics.METRICS_DIR / f"{stage.name}.prom"
         if prom.exists():

@@ -76,6 +76,9 @@ def test_plan_prints_every_stage_with_inputs_and_outputs() -> None:
     ):
         assert f"i1-{kind}" in result.stdout
     assert "out: i1/coder-grpo/" in result.stdout
+    assert "wall time: unknown" in result.stdout and "--calibrate" in result.stdout
+    empty = mmzero("plan", str(EXAMPLE), "--calibrate", str(EXAMPLE.parent))
+    assert empty.returncode == 1 and "no finished stage" in empty.stderr
 
 
 def test_plan_estimates_memory_of_every_pod_group(tmp_path: Path, tiny_vlm_dir: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from mmzero_runtime.models.footprint import ModelShape
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages import metrics
+from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.plan import Stage, all_stages
 from mmzero_runtime.stages.walltime import Rates, calibrate, roofline, stage_seconds, stage_work
 from mmzero_runtime.storage.records import dumps_jsonl
@@ -76,5 +77,5 @@ def test_calibration_reads_rates_fill_and_overhead_from_a_finished_run(tmp_path:
 
 
 def test_calibrating_from_a_directory_without_finished_stages_says_so(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no finished stage"):
+    with pytest.raises(StageError, match="no finished stage"):
         calibrate(tmp_path, SPEC)
