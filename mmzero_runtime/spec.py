@@ -585,6 +585,24 @@ class BenchmarkSpec(_Spec):
     """Grade only the first `limit` rows."""
 
 
+class JudgeSpec(_Spec):
+    """An OpenAI-compatible model that judges free-form benchmark answers the grader marks
+    wrong (a paraphrase, a unit written out). Off unless given; it is named and versioned in
+    every result it touches."""
+
+    url: str = Field(min_length=1, max_length=512)
+    """Base URL of the server (`/v1/chat/completions` is appended), e.g. a `vllm serve`."""
+
+    model: str = Field(min_length=1, max_length=256)
+    """The served model name sent as `model` (and checked in every answer)."""
+
+    version: str = Field(min_length=1, max_length=256)
+    """What identifies the judge's weights (a revision, a digest); recorded in the results."""
+
+    token_env: str = Field("MMZERO_JUDGE_TOKEN", min_length=1, max_length=128)
+    """Environment variable holding the server's bearer token, if it needs one."""
+
+
 class EvaluationSpec(_Spec):
     """The evaluation stage at the end of each iteration."""
 
@@ -599,6 +617,9 @@ class EvaluationSpec(_Spec):
     benchmarks: list[BenchmarkSpec] = Field(default_factory=list, max_length=32)
     """User-supplied benchmark files, graded by the training grader, raw predictions saved;
     the base model is measured on them in the same stage as the baseline."""
+
+    judge: JudgeSpec | None = None
+    """Optional judge of free-form benchmark answers; none by default (no network)."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(

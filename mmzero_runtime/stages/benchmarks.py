@@ -7,7 +7,9 @@ goes into its prediction row. A bad row (a field missing, an image that does not
 multiple-choice answer that is not one of the choices) is set aside with its row number and
 why, and the other rows are graded. Free-form answers are graded exactly as the training
 reward grades them (`rewards.answers.grade_either_way` over the grader pool); multiple choice by
-the letter the response chose.
+the letter the response chose. An optional judge (`evaluation.judge`, an OpenAI-compatible
+server) may turn a free-form answer the grader marks wrong into a correct one; every such row
+keeps the grader's outcome and the judge's verdict, and the summary names the judge.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from typing import Any
 
 from PIL import Image
 
+from mmzero_runtime.generation.base import GenerationRequest
 from mmzero_runtime.rewards.answers import grade_either_way, quick_grade
 from mmzero_runtime.rewards.grading import Grader, GradeRequest, GradeTable
-from mmzero_runtime.spec import BenchmarkSpec
+from mmzero_runtime.roles.chat import text_part, user_turn
+from mmzero_runtime.spec import BenchmarkSpec, SamplingSpec
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.storage.manifest import sha256_file
 from mmzero_runtime.storage.records import parse_jsonl
@@ -197,3 +201,41 @@ def describe(benchmark: Benchmark) -> dict[str, Any]:
         "items": len(benchmark.items),
         "invalid_rows": benchmark.invalid,
     }
+
+
+JUDGE_PROMPT = (
+    "You check an answer to a question about a picture.\nQuestion: {question}\n"
+    "Reference answer: {reference}\nGiven answer: {answer}\n"
+    "Does the given answer mean the same as the reference answer? Reply with one word: yes or no."
+)
+JUDGE_SAMPLING = SamplingSpec(temperature=0.0, max_tokens=8)
+"""Greedy and short: the judge answers one word."""
+
+
+def judge_requests(
+    items: Sequence[BenchmarkItem],
+    answers: Sequence[str | None],
+    outcomes: Sequence[str],
+    seed: int,
+) -> list[GenerationRequest]:
+    """Judge requests for the free-form answers the grader marked wrong, ids `judge/<item>`."""
+    requests = []
+    for item, answer, outcome in zip(items, answers, outcomes, strict=True):
+        if item.choices or answer is None or outcome != "wrong":
+            continue
+        prompt = JUDGE_PROMPT.format(question=item.question, reference=item.answer, answer=answer)
+        messages = user_turn(text_part(prompt))
+        requests.append(
+            GenerationRequest(f"judge/{item.id}", messages, (), 1, JUDGE_SAMPLING, seed)
+        )
+    return requests
+
+
+def verdict(reply: str) -> str:
+    """`yes`, `no` or `unclear` from the judge's reply.
+
+    >>> verdict(" Yes."), verdict("no, because"), verdict("maybe")
+    ('yes', 'no', 'unclear')
+    """
+    words = re.findall(r"[a-z]+", reply.casefold())
+    return words[0] if words and words[0] in ("yes", "no") else "unclear"

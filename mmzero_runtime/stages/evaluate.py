@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,16 @@ from mmzero_runtime.models.procedural import HELD_OUT_OFFSET, generate_items
 from mmzero_runtime.render import open_renderer
 from mmzero_runtime.rewards.grading import Grader
 from mmzero_runtime.roles import build_solver_messages, check_format, extract_boxed
+from mmzero_runtime.spec import JudgeSpec
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.benchmarks import (
     Benchmark,
     BenchmarkItem,
     describe,
     grade_benchmark,
+    judge_requests,
     load_benchmark,
+    verdict,
 )
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.pipeline import generate, open_generator
@@ -166,13 +170,41 @@ def run(ctx: StageContext) -> StageOutput:
                 for item, answer, outcome in zip(items, mine, outcomes, strict=True):
                     rows[name].append(_row(name, item, answer, outcome, about))
     ctx.ledger.check(ctx.spec.grading.max_failure_share)
+    if ctx.spec.evaluation.judge is not None:
+        for benchmark in benchmarks:
+            apply_judge(ctx, benchmark.items, rows[benchmark.name])
     output.put_bytes(keys.EVAL_RESULTS, dumps_jsonl(rows[HELD_OUT]))
     for benchmark in benchmarks:
         output.put_bytes(f"benchmarks/{benchmark.name}/predictions.jsonl",
                          dumps_jsonl(rows[benchmark.name]))  # fmt: skip
-    summary = _summary(rows, benchmarks)
+    summary = _summary(rows, benchmarks, ctx.spec.evaluation.judge)
     output.put_bytes("summary.json", json.dumps(summary, indent=1, sort_keys=True).encode())
     return output
+
+
+def apply_judge(ctx: StageContext, items: list[BenchmarkItem], rows: list[dict[str, Any]]) -> None:
+    """Ask the judge about the free-form answers the grader marked wrong; a `yes` makes the
+    row correct. Every row records the grader's outcome and the verdict (null: not asked)."""
+    from mmzero_runtime.generation.http import HTTPGenerator
+
+    judge = ctx.spec.evaluation.judge
+    assert judge is not None
+    client = HTTPGenerator(judge.url, model_digest=judge.model,
+                           token=os.environ.get(judge.token_env))  # fmt: skip
+    by_id = {item.id: item for item in items}
+    for purpose in MODELS:
+        mine = [r for r in rows if r["model"] == purpose]
+        asked = [by_id[r["item"]] for r in mine]
+        requests = judge_requests(asked, [r["answer"] for r in mine], [r["outcome"] for r in mine],
+                                  ctx.seed("judge", purpose))  # fmt: skip
+        replies = generate(ctx, client, requests)
+        for row in mine:
+            reply = replies.get(f"judge/{row['item']}")
+            said = verdict(reply.samples[0].text) if reply is not None and reply.ok else None
+            asked = reply is not None
+            row.update(grader_outcome=row["outcome"], judge_verdict=said if asked else None)
+            if said == "yes":
+                row["outcome"] = "correct"
 
 
 def _row(
@@ -186,7 +218,9 @@ def _row(
             "image_sha256": item.image_sha256}  # fmt: skip
 
 
-def _summary(rows: dict[str, list[dict[str, Any]]], benchmarks: list[Benchmark]) -> dict[str, Any]:
+def _summary(
+    rows: dict[str, list[dict[str, Any]]], benchmarks: list[Benchmark], judge: JudgeSpec | None
+) -> dict[str, Any]:
     summary: dict[str, Any] = {"selection": SELECTION_RULE}
     for purpose in MODELS:
         mine = [r for r in rows[HELD_OUT] if r["model"] == purpose]
@@ -202,4 +236,8 @@ def _summary(rows: dict[str, list[dict[str, Any]]], benchmarks: list[Benchmark])
         }
         for b in benchmarks
     }
+    if judge is not None:
+        applies = "free-form benchmark answers the grader marked wrong"
+        summary["judge"] = {"url": judge.url, "model": judge.model, "version": judge.version,
+                            "applies_to": applies}  # fmt: skip
     return summary

@@ -116,13 +116,17 @@ def run_status(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return cluster.get_json("mmzerorun", RUN, "-n", namespace).get("status") or {}
 
 
-def perform(store: Path | ArtifactStore, stage_name: str) -> None:
-    """What `mmzero stage` leaves behind: the stage's outputs, its manifest last. `store` is
-    the operator's store root (a directory) or the run's S3 store."""
+def perform(
+    store: Path | ArtifactStore, stage_name: str, files: dict[str, bytes] | None = None
+) -> None:
+    """What `mmzero stage` leaves behind: the stage's outputs (`files` besides a note), its
+    manifest last. `store` is the operator's store root (a directory) or the run's S3 store."""
     stage = next(s for s in STAGES if s.name == stage_name)
     target = LocalStore(store / "runs" / RUN) if isinstance(store, Path) else store
     output = StageOutput(target, stage.output, stage.name)
     output.put_bytes("harness.txt", f"{stage.name} done by the test harness\n".encode())
+    for name, data in (files or {}).items():
+        output.put_bytes(name, data)
     output.commit()
 
 

@@ -42,6 +42,16 @@ pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def mmzero_status(cluster: Cluster, namespace: str) -> str:
+    """`mmzero status RUN -n NAMESPACE`, the one line a user reads."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+           "PATH": f"{cluster.bin_dir}:{os.environ['PATH']}"}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mmzero_runtime.cli", "status", RUN, "-n", namespace],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     return tmp_path / "store"
@@ -186,6 +196,37 @@ def test_suspend_pauses_the_running_stage_and_resume_restarts_it(
     assert len(run_jobs(kube_cluster, namespace)) == 1
 
 
+def test_a_stopping_health_alarm_holds_the_run_until_the_spec_lowers_its_threshold(
+    kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
+) -> None:
+    document = json.loads(run_document(namespace))
+    document["spec"]["health"] = {"on_alarm": "stop"}
+    kube_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(document))
+    seen: list[str] = []
+    drive(kube_cluster, namespace, store, 1, seen)
+    kube_cluster.wait_for(["job", f"{RUN}-i1-propose", "-n", namespace], lambda j: True,
+                          "the propose Job")  # fmt: skip
+    collapsed = {"figures": {"diversity/hard_question_distinct_share": 0.02}, "histograms": {}}
+    perform(store, "i1-propose", {"health.json": json.dumps(collapsed).encode()})
+    seen.append("i1-propose")
+    status = wait_phase(kube_cluster, namespace, "Stopped")["status"]
+    assert [(a["name"], a["stage"]) for a in status["alarms"]] == [("collapse", "i1-propose")]
+    alarm = next(c for c in status["conditions"] if c["type"] == "HealthAlarm")
+    assert (alarm["status"], alarm["reason"]) == ("True", "Collapse")
+    time.sleep(3)  # a few reconciles: nothing new starts
+    assert len(run_jobs(kube_cluster, namespace)) == 2
+    line = mmzero_status(kube_cluster, namespace)
+    assert line.startswith(f"{RUN}: Stopped") and "1 alarm(s): collapse" in line
+
+    # spec.health may change in a started run: a lower floor lets it go on
+    patch = {"spec": {"health": {"on_alarm": "stop", "min_distinct_share": 0.01}}}
+    kube_cluster.kubectl("patch", "mmzerorun", RUN, "-n", namespace, "--type=merge", "-p",
+                         json.dumps(patch))  # fmt: skip
+    drive(kube_cluster, namespace, store, len(STAGES), seen)
+    status = wait_phase(kube_cluster, namespace, "Succeeded")["status"]
+    assert status["alarms"] == []
+
+
 def test_deleting_the_run_removes_its_children_and_asked_to_its_artifacts(
     kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
 ) -> None:
@@ -244,12 +285,7 @@ def test_stage_that_keeps_failing_fails_the_run_with_the_pod_reason(
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["status"] == "True" and f"{RUN}-i1-proposer-grpo-a2" in failed["message"]
 
-    env = {**os.environ, "KUBECONFIG": str(kube_cluster.kubeconfig),
-           "PATH": f"{kube_cluster.bin_dir}:{os.environ['PATH']}"}  # fmt: skip
-    line = subprocess.run(
-        [sys.executable, "-m", "mmzero_runtime.cli", "status", RUN, "-n", namespace],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.strip()  # fmt: skip
+    line = mmzero_status(kube_cluster, namespace)
     assert line.startswith(f"{RUN}: Failed, iteration 1, stage i1-proposer-grpo (attempt 2), 0/7")
     assert line.endswith("CUDA error: out of memory (Job demo-i1-proposer-grpo-a2)")
 

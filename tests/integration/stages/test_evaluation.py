@@ -119,3 +119,32 @@ def test_evaluating_one_checkpoint_twice_gives_identical_files_with_benchmarks(
     assert {p["truth"] for p in predictions if p["choices"]} == {"A", "B", "C"}
     assert summary["solver"]["questions"] == 6  # 3 held-out items, easy and hard
     assert "best" in summary["selection"] and "never select" in summary["selection"]
+
+
+def test_a_judge_is_asked_only_about_free_form_answers_the_grader_marked_wrong(
+    tiny_vlm_dir: Path, tmp_path: Path, spawn_server: Any
+) -> None:
+    """The judge here is a real OpenAI-compatible server (`mmzero serve` of the tiny model);
+    its one-word replies are noise, so every verdict it gives is kept as said."""
+    from mmzero_runtime.spec import MMZeroRun, RunSpec
+    from mmzero_runtime.stages.context import StageContext
+    from mmzero_runtime.stages.evaluate import apply_judge
+    from mmzero_runtime.stages.plan import all_stages
+    from mmzero_runtime.storage.manifest import tree_digest
+
+    url = spawn_server("serve", str(tiny_vlm_dir), "--device", "cpu", "--max-tokens", "8")
+    judge = {"url": url, "model": tree_digest(tiny_vlm_dir, "model"), "version": "tiny-test"}
+    spec = RunSpec.model_validate({"iterations": 1, "evaluation": {"judge": judge}})
+    stage = next(s for s in all_stages(spec) if s.kind == "evaluate")
+    ctx = StageContext(MMZeroRun(spec=spec), LocalStore(tmp_path), stage)
+    items = [BenchmarkItem("a", "Colour?", "red", b""), BenchmarkItem("b", "Colour?", "red", b""),
+             BenchmarkItem("c", "Which?", "A", b"", ("x", "y"))]  # fmt: skip
+    rows = [{"model": "solver", "item": i.id, "answer": a, "outcome": o}
+            for i, a, o in zip(items, ("rouge", "red", "B"), ("wrong", "correct", "wrong"),
+                               strict=True)]  # fmt: skip
+    apply_judge(ctx, items, rows)
+    asked = {r["item"]: r["judge_verdict"] for r in rows}
+    assert asked["b"] is None and asked["c"] is None  # graded correct; multiple choice
+    assert asked["a"] in ("yes", "no", "unclear")
+    assert rows[0]["grader_outcome"] == "wrong"
+    assert rows[0]["outcome"] == ("correct" if asked["a"] == "yes" else "wrong")
