@@ -184,7 +184,8 @@ def run(ctx: StageContext) -> StageOutput:
 
 def apply_judge(ctx: StageContext, items: list[BenchmarkItem], rows: list[dict[str, Any]]) -> None:
     """Ask the judge about the free-form answers the grader marked wrong; a `yes` makes the
-    row correct. Every row records the grader's outcome and the verdict (null: not asked)."""
+    row correct. Every row records the grader's outcome and the verdict (`yes`, `no`,
+    `unclear`, `failed`: no answer; null: not asked)."""
     from mmzero_runtime.generation.http import HTTPGenerator
 
     judge = ctx.spec.evaluation.judge
@@ -194,15 +195,16 @@ def apply_judge(ctx: StageContext, items: list[BenchmarkItem], rows: list[dict[s
     by_id = {item.id: item for item in items}
     for purpose in MODELS:
         mine = [r for r in rows if r["model"] == purpose]
-        asked = [by_id[r["item"]] for r in mine]
-        requests = judge_requests(asked, [r["answer"] for r in mine], [r["outcome"] for r in mine],
-                                  ctx.seed("judge", purpose))  # fmt: skip
+        questions = [by_id[r["item"]] for r in mine]
+        answers, outcomes = [r["answer"] for r in mine], [r["outcome"] for r in mine]
+        requests = judge_requests(questions, answers, outcomes, ctx.seed("judge", purpose))
         replies = generate(ctx, client, requests)
         for row in mine:
             reply = replies.get(f"judge/{row['item']}")
-            said = verdict(reply.samples[0].text) if reply is not None and reply.ok else None
-            asked = reply is not None
-            row.update(grader_outcome=row["outcome"], judge_verdict=said if asked else None)
+            said = None  # not asked
+            if reply is not None:
+                said = verdict(reply.samples[0].text) if reply.ok else "failed"
+            row.update(grader_outcome=row["outcome"], judge_verdict=said)
             if said == "yes":
                 row["outcome"] = "correct"
 

@@ -133,6 +133,33 @@ def _raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return found
 
 
+RENDER_NAMESPACE_ENV = "MMZERO_RENDER_NAMESPACE"
+RENDER_SELECTOR_ENV = "MMZERO_RENDER_SELECTOR"
+RENDER_READ_SECONDS = 10.0
+"""How long one read of the render service's pods serves every run's reconcile."""
+_render_read: tuple[float, list[core.PodFact] | None] = (-RENDER_READ_SECONDS, None)
+
+
+def _render_pods() -> list[core.PodFact] | None:
+    """The shared render service's pods (the chart names them by namespace and selector), read
+    at most every RENDER_READ_SECONDS; None when none is named or they cannot be read."""
+    global _render_read
+    namespace, selector = os.environ.get(RENDER_NAMESPACE_ENV), os.environ.get(RENDER_SELECTOR_ENV)
+    if not namespace or not selector:
+        return None
+    if time.monotonic() - _render_read[0] < RENDER_READ_SECONDS:
+        return _render_read[1]
+    facts: list[core.PodFact] | None
+    try:
+        pods = _raw(_core().list_namespaced_pod, namespace, label_selector=selector)["items"]
+        facts = [core.pod_fact(pod) for pod in pods]
+    except ApiException as error:
+        log.warning("cannot read the render service's pods in %s (%s)", namespace, error.reason)
+        facts = None
+    _render_read = (time.monotonic(), facts)
+    return facts
+
+
 def _listed(list_call: Any, namespace: str, run: str) -> list[dict[str, Any]]:
     """The run's Jobs or pods (by our labels)."""
     selector = ",".join(f"{k}={v}" for k, v in {LABEL_RUN: run, **MANAGED_BY}.items())
@@ -247,8 +274,9 @@ def reconcile_run(namespace: str, name: str) -> core.Decision | None:
         d["metadata"]["name"] for d in _listed(_apps().list_namespaced_deployment, namespace, name)
     ]
     decision = core.reconcile(
-        body, jobs, view.done, time.time(), servers, server_pods, health=view.health
-    )
+        body, jobs, view.done, time.time(), servers, server_pods, health=view.health,
+        render_pods=_render_pods(),
+    )  # fmt: skip
     if decision.config_map is not None:
         _sync_config_map(namespace, decision.config_map)
     stage_env = {name: os.environ[name] for name in STAGE_ENV_NAMES if os.environ.get(name)}

@@ -306,26 +306,51 @@ def _conditions(
     return out
 
 
+def _troubled(facts: Iterable[tuple[str, PodFact]]) -> list[tuple[PodFact, str]]:
+    """Pods that cannot start, crashed or were restarted, each with `<what>: <detail>`."""
+    return [(fact, f"{what}: {fact.detail}") for what, fact in facts
+            if fact.blocked or fact.failed or fact.restarted]  # fmt: skip
+
+
+def _pods_ready(
+    problems: list[tuple[PodFact, str]], prefix: str, hint: str
+) -> tuple[bool, str, str]:
+    first = problems[0][0]
+    reason = f"{prefix}PodBlocked" if first.blocked else f"{prefix}PodFailed"
+    return False, reason, "; ".join(text for _, text in problems) + hint
+
+
 def _servers_ready(
     pods: Mapping[str, Iterable[PodFact]], servers: set[str]
 ) -> tuple[bool, str, str]:
     """False while a frozen-role server pod cannot start, has crashed or was restarted: the
     stage keeps waiting for it (its Deployment replaces the pod), and this says why."""
-    problems = [
-        (fact, f"server {name}: {fact.detail}")
-        for name, facts in sorted(pods.items()) if name in servers
-        for fact in facts if fact.blocked or fact.failed or fact.restarted
-    ]  # fmt: skip
+    problems = _troubled((f"server {name}", fact) for name, facts in sorted(pods.items())
+                         if name in servers for fact in facts)  # fmt: skip
     if not problems:
         return True, "Ready" if servers else "NoServers", ""
-    first = problems[0][0]
-    reason = "ServerPodBlocked" if first.blocked else "ServerPodFailed"
     hint = (
         "; the Deployment replaces a failed pod and the stage waits for it (up to 30 min). If "
         "it keeps failing (OOMKilled), raise the memory of the stage's server pod group in "
         "spec.resources"
     )
-    return False, reason, "; ".join(text for _, text in problems) + hint
+    return _pods_ready(problems, "Server", hint)
+
+
+def _render_ready(pods: Iterable[PodFact] | None) -> tuple[bool, str, str]:
+    """False while a pod of the shared render service cannot start, crashed or was restarted
+    (an SVG that exhausts its memory limit gets the pod OOM-killed): stages wait for it."""
+    if pods is None:
+        return True, "NotWatched", ""
+    problems = _troubled(("render service", fact) for fact in pods)
+    if not problems:
+        return True, "Ready", ""
+    hint = (
+        "; its Deployment replaces a failed pod and the stages' renders wait and retry. If it "
+        "keeps failing (OOMKilled), raise render.resources.limits.memory in the chart's values "
+        "above spec.render.memory_bytes per worker times render.workers"
+    )
+    return _pods_ready(problems, "Render", hint)
 
 
 def _health_condition(alarms: list[Alarm]) -> tuple[bool, str, str]:
@@ -377,12 +402,14 @@ def reconcile(
     servers: Iterable[str] = (),
     server_pods: Mapping[str, Iterable[PodFact]] | None = None,
     health: Mapping[str, Mapping[str, float]] | None = None,
+    render_pods: Iterable[PodFact] | None = None,
 ) -> Decision:
     """Everything the run needs now. `body` is the MMZeroRun object, `jobs` the states of its
     stage Jobs, `done` the names of the stages whose manifest is in the store, `servers` the
-    names of its frozen-role server Deployments, `server_pods` their pods' facts and `health`
+    names of its frozen-role server Deployments, `server_pods` their pods' facts, `health`
     the finished stages' health figures (their alarms; with `health.on_alarm: stop` a firing
-    alarm starts nothing new, phase Stopped, until the spec or the figures clear it)."""
+    alarm starts nothing new, phase Stopped, until the spec or the figures clear it) and
+    `render_pods` the facts of the shared render service's pods (None: not watched)."""
     status = dict(body.get("status") or {})
     generation = int(body["metadata"].get("generation", 1))
     decision = Decision()
@@ -473,6 +500,7 @@ def reconcile(
             ),
             "StoreReachable": (True, "ManifestsRead", ""),
             "ServersReady": _servers_ready(server_pods or {}, set(servers)),
+            "RenderReady": _render_ready(render_pods),
             "HealthAlarm": _health_condition(alarms),
             "Suspended": (phase == "Suspended", "SpecSuspend" if spec.suspend else phase, ""),
             "Succeeded": (phase == "Succeeded", phase, message if phase == "Succeeded" else ""),

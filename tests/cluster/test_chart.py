@@ -72,7 +72,12 @@ def test_rendered_manifests_follow_the_values(helm: Path) -> None:
     scoped = chart_manifests(helm, "mmz", "operator.watchNamespaces={a,b}", "minio.enabled=true")
     kinds = [d["kind"] for d in scoped]
     assert "ClusterRole" not in kinds
-    assert sorted(d["metadata"]["namespace"] for d in scoped if d["kind"] == "Role") == ["a", "b"]
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in scoped
+             if d["kind"] == "Role"}  # fmt: skip
+    assert roles == {("a", "r-mmzero-operator"), ("b", "r-mmzero-operator"),
+                     ("mmz", "r-mmzero-operator-render")}  # fmt: skip
+    render_role = next(d for d in scoped if d["metadata"]["name"] == "r-mmzero-operator-render")
+    assert render_role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
     secret = next(d for d in scoped if d["kind"] == "Secret")
     assert sorted(secret["data"]) == [
         "AWS_ACCESS_KEY_ID",
@@ -150,9 +155,12 @@ def test_operator_runs_a_run_with_only_the_charts_rbac(
         kube_cluster.kubectl("apply", "-f", "-", stdin=run_document(namespace))
         seen: list[str] = []
         drive(kube_cluster, namespace, store, len(STAGES), seen)
-        wait_phase(kube_cluster, namespace, "Succeeded")
+        status = wait_phase(kube_cluster, namespace, "Succeeded")["status"]
     finally:
         operator.stop()
+    # the chart's Role lets the operator read the render service's pods (none run here)
+    render = next(c for c in status["conditions"] if c["type"] == "RenderReady")
+    assert (render["status"], render["reason"]) == ("True", "Ready")
     for job in run_jobs(kube_cluster, namespace):  # stage pods render through the service
         stage_env = job["spec"]["template"]["spec"]["containers"][0]["env"]
         assert {

@@ -415,3 +415,24 @@ def test_a_stopping_alarm_lets_a_running_stage_finish_but_starts_no_retry() -> N
                       finished_at=NOW - 3600)  # fmt: skip
     decision = reconcile(_body(health={"on_alarm": "stop"}), [failed], done, NOW, health=COLLAPSED)
     assert decision.create == [] and decision.status["phase"] == "Stopped"
+
+
+def test_an_oom_killed_render_pod_is_a_condition_on_every_run_while_stages_wait() -> None:
+    oom = pod_fact(_pod(containerStatuses=[{
+        "state": {"running": {}}, "restartCount": 1,
+        "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+    }]))  # fmt: skip
+    running = JobState("demo-i1-coder-data", "i1-coder-data", 1, "running")
+    sick = reconcile(_body(), [running], STAGES[:2], NOW, render_pods=[PodFact("r-1"), oom])
+    condition = _conditions(sick)["RenderReady"]
+    assert (condition["status"], condition["reason"]) == ("False", "RenderPodFailed")
+    assert condition["message"].startswith("render service: restarted 1 time(s)")
+    assert (
+        "OOMKilled" in condition["message"]
+        and "render.resources.limits.memory" in (condition["message"])
+    )
+    assert sick.status["phase"] == "Running" and sick.create == []  # the stage keeps waiting
+    healthy = reconcile(_body(), [running], STAGES[:2], NOW, render_pods=[PodFact("r-1")])
+    assert _conditions(healthy)["RenderReady"]["status"] == "True"
+    unwatched = reconcile(_body(), [running], STAGES[:2], NOW)
+    assert _conditions(unwatched)["RenderReady"]["reason"] == "NotWatched"
