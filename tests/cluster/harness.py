@@ -53,8 +53,10 @@ class Operator:
             "KUBECONFIG": str(kubeconfig or cluster.kubeconfig),
             "MMZERO_STORE_ROOT": str(store),
             "MMZERO_RECONCILE_SECONDS": "2",
-            "MMZERO_METRICS_PORT": str(self.metrics_port),
             **(env or {}),
+            # after `env`: a chart's environment names the pod's port (8080), but on this
+            # machine every operator needs a free one, the one Prometheus is told to scrape
+            "MMZERO_METRICS_PORT": str(self.metrics_port),
         }
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
