@@ -300,14 +300,18 @@ def _stage(args: argparse.Namespace) -> int:
     run = load_run(args.spec)
     directory = Path(args.run_dir) if args.run_dir else run_dir(run)
     from mmzero_runtime import metrics as prometheus
+    from mmzero_runtime.stages.ranks import from_environment
 
-    prometheus.serve(
-        int(os.environ.get(METRICS_PORT_ENV) or 0),
-        os.environ.get(METRICS_ADDRESS_ENV) or "0.0.0.0",
-    )
+    ranks = from_environment()  # a trainer under torchrun: one process per GPU
+    if ranks.node_leader:  # one metrics port per pod
+        prometheus.serve(
+            int(os.environ.get(METRICS_PORT_ENV) or 0),
+            os.environ.get(METRICS_ADDRESS_ENV) or "0.0.0.0",
+        )
     logs = directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(logs / f"i{args.iteration}-{args.kind}.log")
+    rank = "" if ranks.leader else f".rank{ranks.rank}"
+    handler = logging.FileHandler(logs / f"i{args.iteration}-{args.kind}{rank}.log")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -319,9 +323,12 @@ def _stage(args: argparse.Namespace) -> int:
             manifest = run_stage(run, open_store(run, directory), args.kind, args.iteration,
                                  device=_device(args.device))  # fmt: skip
     finally:  # a failed stage's figures too: they say how far it got
-        if gateway := os.environ.get(PUSHGATEWAY_ENV):
+        if ranks.leader and (gateway := os.environ.get(PUSHGATEWAY_ENV)):
             group = {"run": run.metadata.name, "iteration": str(args.iteration), "stage": args.kind}
             prometheus.push(gateway, group)
+    if manifest is None:
+        print(f"stage i{args.iteration}-{args.kind}: rank {ranks.rank} done; rank 0 publishes")
+        return 0
     print(f"stage i{args.iteration}-{args.kind}: done ({len(manifest.files)} files)")
     linger = float(os.environ.get(METRICS_LINGER_ENV) or 0)
     if os.environ.get(METRICS_PORT_ENV) and linger > 0:

@@ -132,7 +132,7 @@ def _terms(r: reward.CoderReward) -> dict[str, Any]:
     }
 
 
-def run(ctx: StageContext) -> StageOutput:
+def run(ctx: StageContext) -> StageOutput | None:
     """Train the Coder of this iteration."""
     limits = {"judge": ctx.spec.roles.solver.max_prompt_tokens}  # it answers Solver prompts
     with RewardServices(ctx, limits) as judge:

@@ -18,6 +18,7 @@ from mmzero_runtime.spec import MMZeroRun, RunSpec
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.keys import producer_prefix
 from mmzero_runtime.stages.plan import Stage
+from mmzero_runtime.stages.ranks import Ranks, from_environment
 from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest
 from mmzero_runtime.storage.store import ArtifactStore
 
@@ -36,6 +37,8 @@ class StageContext:
     stage: Stage
     device: str = "cpu"
     ledger: FailureLedger = field(default_factory=FailureLedger)
+    ranks: Ranks = field(default_factory=from_environment)
+    """This process's place among a multi-GPU trainer's processes (one process: rank 0 of 1)."""
 
     @property
     def spec(self) -> RunSpec:

@@ -25,6 +25,7 @@ from mmzero_runtime.stages import metrics
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.progress import progress_bar
+from mmzero_runtime.stages.ranks import SharedPolicy, leading
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.storage.records import dumps_jsonl, parse_jsonl
 from mmzero_runtime.training.batch import Rollout
@@ -166,26 +167,47 @@ class _Preemption:
 
 def run_grpo(
     ctx: StageContext, spec: GRPOSpec, init: Path, prompts: Sequence[T], rollout: RolloutFn[T]
-) -> StageOutput:
+) -> StageOutput | None:
     """Train for `spec.steps` steps from `init` (or the scratch checkpoint); the returned
-    output holds the model and the records, ready for the runner to commit."""
+    output holds the model and the records, ready for the runner to commit. With several
+    ranks (`stages/ranks.py`) only the leader rolls out, writes and returns an output; the
+    others return None after the last step."""
     from mmzero_runtime.stages.tensorboard import ScalarWriter
 
     if not prompts:
-        return _publish_unchanged(ctx, init)
+        return _publish_unchanged(ctx, init) if ctx.ranks.leader else None
     trainer = _open_trainer(ctx, spec, init)
+    shared = (
+        None
+        if ctx.ranks.world == 1
+        else SharedPolicy(
+            ctx.ranks, _policy_generator(ctx, trainer, spec, 0),
+            trainer.engine.generation_weights, ctx.workdir / "ranks" / str(ctx.ranks.rank),
+        )
+    )  # fmt: skip
+    if not ctx.ranks.leader:
+        assert shared is not None
+        _follow(ctx, spec, trainer, shared)
+        return None
     preemption = _Preemption(trainer)
     writer = ScalarWriter(ctx.store.root / "tensorboard" / ctx.name)
     bar = progress_bar(ctx, total=spec.steps, initial=trainer.step_count, unit="step")
     try:
         for step in range(trainer.step_count + 1, spec.steps + 1):
-            policy = _policy_generator(ctx, trainer, spec, step)
+            policy: Generator = _policy_generator(ctx, trainer, spec, step)
+            if shared is not None:
+                shared.policy = policy
+                policy = shared
             started = time.monotonic()
-            outcome = rollout(step, step_prompts(prompts, step, spec.rollout_batch_size), policy)
+            batch = step_prompts(prompts, step, spec.rollout_batch_size)
+            with leading(shared):
+                outcome = rollout(step, batch, policy)
+                ctx.ledger.check(ctx.spec.grading.max_failure_share)
+                if not outcome.rollouts:
+                    raise StageError(f"stage {ctx.name} step {step}: no response could be rewarded")
             rollout_seconds = time.monotonic() - started
-            ctx.ledger.check(ctx.spec.grading.max_failure_share)
-            if not outcome.rollouts:
-                raise StageError(f"stage {ctx.name} step {step}: no response could be rewarded")
+            if shared is not None:
+                shared.share_rollouts(outcome.rollouts)
             preemption.updating = True
             stats = trainer.step(outcome.rollouts)
             stats["time/rollout_seconds"] = rollout_seconds
@@ -202,12 +224,27 @@ def run_grpo(
             bar.update(1)
             bar.set_postfix({k: round(v, 3) for k, v in outcome.figures.items()}, refresh=True)
             if trainer.stop_requested:
+                if shared is not None:
+                    shared.abort(f"SIGTERM, checkpointed after step {step}")
                 raise Preempted(f"stage {ctx.name}: SIGTERM, checkpointed after step {step}")
     finally:
         bar.close()
         writer.close()
         preemption.restore()
     return _publish(ctx, spec, init)
+
+
+def _follow(ctx: StageContext, spec: GRPOSpec, trainer: Any, shared: SharedPolicy) -> None:
+    """A follower's steps: sample for the leader, then train on the rollouts it shares and
+    join each checkpoint. A SIGTERM reaches every process of the pod: the leader's checkpoint
+    decides, so a follower only stops with it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for step in range(trainer.step_count + 1, spec.steps + 1):
+        shared.policy = _policy_generator(ctx, trainer, spec, step)
+        rollouts = shared.follow()
+        trainer.step(rollouts)
+        trainer.save(ctx.workdir / CHECKPOINT_DIR)
+        log.debug("rank=%d step=%d done", ctx.ranks.rank, step)
 
 
 def _publish_unchanged(ctx: StageContext, init: Path) -> StageOutput:

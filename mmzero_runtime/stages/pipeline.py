@@ -100,12 +100,17 @@ def generate(
 
 class RewardServices:
     """What a GRPO stage's reward runs on: frozen models (by input purpose), the render
-    sandbox and the grader; a context manager that stops the worker pools on exit."""
+    sandbox and the grader; a context manager that stops the worker pools on exit. Only a
+    trainer's leading rank rewards, so the other ranks load no frozen model (the sandbox's
+    workers start only when asked)."""
 
     def __init__(self, ctx: StageContext, frozen: dict[str, int]) -> None:
         """`frozen` maps each input purpose to load to its prompt-token limit."""
+        leader = ctx.ranks.leader
         self.models = {
-            purpose: frozen_generator(ctx, purpose, limit) for purpose, limit in frozen.items()
+            purpose: frozen_generator(ctx, purpose, limit)
+            for purpose, limit in frozen.items()
+            if leader
         }
         self.renderer = open_renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
         self.grader = Grader(ctx.spec.grading)

@@ -185,7 +185,7 @@ def _terms(r: reward.ProposerReward) -> dict[str, float]:
     }
 
 
-def run(ctx: StageContext) -> StageOutput:
+def run(ctx: StageContext) -> StageOutput | None:
     """Train the Proposer of this iteration."""
     roles = ctx.spec.roles
     limits = {"coder": roles.coder.max_prompt_tokens, "solver": roles.solver.max_prompt_tokens}

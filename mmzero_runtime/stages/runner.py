@@ -27,6 +27,7 @@ from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.health import health_bytes, stage_health
 from mmzero_runtime.stages.plan import Stage, StageKind, all_stages
+from mmzero_runtime.stages.ranks import barrier, from_environment, join
 from mmzero_runtime.stages.retention import prune
 from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest, verify
 from mmzero_runtime.storage.store import ArtifactStore, LocalStore
@@ -92,24 +93,39 @@ def _check_inputs(run: MMZeroRun, store: ArtifactStore, stage: Stage) -> None:
 
 def run_stage(
     run: MMZeroRun, store: ArtifactStore, kind: StageKind, iteration: int, *, device: str = "cpu"
-) -> Manifest:
-    """Run the stage unless its manifest exists; return its manifest."""
+) -> Manifest | None:
+    """Run the stage unless its manifest exists; return its manifest. Under a distributed
+    launcher (a trainer on several GPUs or nodes) the leading rank writes and returns it, and
+    the other ranks return None once they have trained (`stages/ranks.py`)."""
     stage = find_stage(run, kind, iteration)
+    ranks = from_environment()
+    if ranks.world > 1 and not stage.kind.endswith("-grpo"):
+        raise StageError(
+            f"stage {stage.name}: WORLD_SIZE={ranks.world}, but only GRPO stages run as several "
+            "processes; start it without torchrun"
+        )
+    join(ranks)
     done = read_manifest(store, stage.output)
     if done is not None:
         log.info("stage already done, nothing to do stage=%s", stage.name)
         return done
-    pin_run(run, store)  # a cluster run's first stage stores its run file, as `mmzero run` does
-    if read_manifest(store, "base") is None:
-        # A cluster run that nobody `mmzero import`ed: its first stage imports spec.model.
-        from mmzero_runtime.stages.transfer import import_base_model
+    if ranks.leader:
+        pin_run(run, store)  # a cluster run's first stage stores its run file, as `mmzero run` does
+        if read_manifest(store, "base") is None:
+            # A cluster run that nobody `mmzero import`ed: its first stage imports spec.model.
+            from mmzero_runtime.stages.transfer import import_base_model
 
-        import_base_model(run, store)
-    _check_inputs(run, store, stage)
-    check_fit(run.spec, store.path(keys.BASE_MODEL))
-    ctx = StageContext(run, store, stage, device=device)
+            import_base_model(run, store)
+    barrier(ranks)
+    if ranks.node_leader:  # one download and check per node; the node's other ranks wait
+        _check_inputs(run, store, stage)
+        check_fit(run.spec, store.path(keys.BASE_MODEL))
+    barrier(ranks)
+    ctx = StageContext(run, store, stage, device=device, ranks=ranks)
     started = time.monotonic()
     output = _dispatch(ctx)
+    if output is None:  # a follower: the leader publishes
+        return None
     health = stage_health(run.spec, stage, lambda name: store.read_bytes(f"{output.prefix}/{name}"))
     output.put_bytes(HEALTH_FILE, health_bytes(health))
     prometheus.observe_health(health["figures"], health["histograms"])
@@ -149,10 +165,11 @@ def _digest(ctx: StageContext, key: str) -> str:
     return f"sha256:{entry.sha256}" if entry else ctx.digest_of(key)
 
 
-def _dispatch(ctx: StageContext) -> StageOutput:
-    """Run the stage's module: `mmzero_runtime.stages.<kind with underscores>`."""
+def _dispatch(ctx: StageContext) -> StageOutput | None:
+    """Run the stage's module: `mmzero_runtime.stages.<kind with underscores>` (None: a
+    trainer's follower rank, which publishes nothing)."""
     module = importlib.import_module(f"mmzero_runtime.stages.{ctx.stage.kind.replace('-', '_')}")
-    output: StageOutput = module.run(ctx)
+    output: StageOutput | None = module.run(ctx)
     return output
 
 

@@ -120,7 +120,7 @@ def _outcome(
     return StepOutcome(rollouts, records, figures)
 
 
-def run(ctx: StageContext) -> StageOutput:
+def run(ctx: StageContext) -> StageOutput | None:
     """Train the Solver of this iteration."""
     with Grader(ctx.spec.grading) as grader:
         return run_grpo(

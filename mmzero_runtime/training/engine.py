@@ -12,6 +12,7 @@ ZeRO, as by FSDP in the reference.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -32,8 +33,11 @@ ZERO_STAGE = 3
 
 
 def default_backend() -> Backend:
-    """`deepspeed` when the package imports, a GPU is present and a distributed launcher
-    started this process (it sets LOCAL_RANK), else `torch`."""
+    """`deepspeed` when a launcher started several processes (the torch engine is one
+    process), or started this one on a GPU (it sets LOCAL_RANK) and the package imports;
+    else `torch`."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return "deepspeed"
     if not torch.cuda.is_available() or "LOCAL_RANK" not in os.environ:
         return "torch"
     try:
@@ -75,6 +79,10 @@ class TorchEngine:
 
     def barrier(self) -> None:
         """Wait for every process (one process: nothing to wait for)."""
+
+    def generation_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """The full weights for sampling alone (one process holds them already)."""
+        return contextlib.nullcontext()
 
     def save(self, directory: Path) -> None:
         """Write the HF model and the optimizer state into `directory`."""
@@ -149,6 +157,14 @@ class DeepSpeedEngine:
     def barrier(self) -> None:
         """Wait for every rank."""
         torch.distributed.barrier()
+
+    def generation_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """Gather the ZeRO-3 shards into full weights on every rank (and lift the engine's
+        hooks) for the rollout, so each rank samples its own slice without lockstep; the
+        shards are restored on exit. Every rank must enter it together."""
+        from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation
+
+        return unwrap_model_for_generation(self.engine)  # type: ignore[no-any-return]
 
     def save(self, directory: Path) -> None:
         """Rank 0 writes the gathered HF model; every rank writes its ZeRO shards."""
