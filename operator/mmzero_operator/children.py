@@ -205,17 +205,80 @@ def _pod_spec(
     return pod_spec
 
 
+RENDEZVOUS_PORT = 29400
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def rendezvous_name(job: str) -> str:
+    """The headless Service by which a multi-node trainer's pods find index 0: the Job's name
+    (with an `r` first for a run name that begins with a digit, since a Service's must not)."""
+    return job if job[0].isalpha() else f"r{job}"
+
+
+def _launcher(group: PodGroup, job: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """torchrun before `mmzero stage` for a trainer of several GPUs or nodes (one process per
+    GPU), and its environment; across nodes, a static rendezvous at the pod of index 0 with
+    each pod's node rank from its completion index (Kubeflow Trainer's torch layout)."""
+    if group.component != "trainer" or (group.gpus <= 1 and group.replicas == 1):
+        return [], []
+    per_node = f"--nproc-per-node={max(group.gpus, 1)}"
+    if group.replicas == 1:
+        return ["torchrun", "--standalone", per_node, "--no-python"], []
+    launcher = [
+        "torchrun", f"--nnodes={group.replicas}", per_node, "--node-rank=$(MMZERO_NODE_RANK)",
+        f"--master-addr={job}-0.{rendezvous_name(job)}", f"--master-port={RENDEZVOUS_PORT}",
+        "--no-python",
+    ]  # fmt: skip
+    index = {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}
+    return launcher, [{"name": "MMZERO_NODE_RANK", "valueFrom": index}]
+
+
+def _gang(group: PodGroup) -> bool:
+    """A trainer that spans nodes: an indexed Job of one pod per node that runs and fails as
+    one."""
+    return group.component == "trainer" and group.replicas > 1
+
+
+def stage_objects(
+    body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int
+) -> list[dict[str, Any]]:
+    """What one attempt of `stage` creates: its Job, after the headless Service of a trainer
+    that spans nodes (owned by the run, like the Job; one per attempt, as the pods' DNS)."""
+    job = stage_job(body, spec, stage, attempt)
+    if not _gang(stage.pods[0]):
+        return [job]
+    name = job["metadata"]["name"]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(body, rendezvous_name(name), dict(job["metadata"]["labels"])),
+        "spec": {
+            "clusterIP": "None",
+            "selector": {JOB_NAME_LABEL: name},
+            "publishNotReadyAddresses": True,  # DNS before the pods pass any readiness
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT}],
+        },
+    }
+    service["metadata"]["labels"].pop(QUEUE_LABEL, None)
+    return [service, job]
+
+
 def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -> dict[str, Any]:
-    """The Job of one attempt of `stage`."""
+    """The Job of one attempt of `stage`: one pod, or for a trainer of `replicas` nodes an
+    indexed Job of that many pods (admitted by Kueue as one workload, so as a gang)."""
     run = body["metadata"]["name"]
     cluster = spec.cluster
+    group = stage.pods[0]
+    name = job_name(run, stage, attempt)
     labels = {
         LABEL_ITERATION: str(stage.iteration),
         LABEL_STAGE: stage.kind,
         LABEL_ATTEMPT: str(attempt),
     }
+    launcher, launcher_env = _launcher(group, name)
     command = [
-        "mmzero", "stage", stage.kind, "--spec", f"{SPEC_DIR}/run.yaml",
+        *launcher, "mmzero", "stage", stage.kind, "--spec", f"{SPEC_DIR}/run.yaml",
         "--iteration", str(stage.iteration), "--run-dir", _run_dir(spec, run),
     ]  # fmt: skip
     # The stage's Prometheus metrics; the chart's PodMonitor scrapes this port and adds the
@@ -225,43 +288,44 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
         {"name": "MMZERO_METRICS_PORT", "value": str(METRICS_PORT)},
         {"name": "MMZERO_METRICS_LINGER_SECONDS", "value": str(cluster.metrics_linger_seconds)},
         *server_env(run, stage),
+        *launcher_env,
     ]
     ports = [{"name": "metrics", "containerPort": METRICS_PORT}]
-    pod_spec = _pod_spec(run, spec, stage.pods[0], "stage", command, env, ports)
+    if _gang(group):
+        ports.append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT})
+    pod_spec = _pod_spec(run, spec, group, "stage", command, env, ports)
     pod_spec["restartPolicy"] = "Never"
-    metadata = _metadata(body, job_name(run, stage, attempt), labels)
+    metadata = _metadata(body, name, labels)
     if cluster.queue:
         metadata["labels"][QUEUE_LABEL] = cluster.queue
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata,
-        "spec": {
-            "backoffLimit": cluster.pod_retries,
-            "activeDeadlineSeconds": cluster.stage_deadline_seconds,
-            "suspend": bool(cluster.queue),  # Kueue unsuspends it on admission
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {
-                            "containerName": "stage",
-                            "operator": "In",
-                            "values": [EXIT_USAGE],
-                        },
-                    },
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-                ]
-            },
-            "template": {
-                "metadata": {
-                    "labels": {**MANAGED_BY, LABEL_RUN: run, **labels},
-                    "annotations": dict(cluster.pod_annotations),
-                },
-                "spec": pod_spec,
-            },
-        },
+    rules: list[dict[str, Any]] = [
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "stage", "operator": "In", "values": [EXIT_USAGE]},
+        }
+    ]
+    job_spec: dict[str, Any] = {
+        "backoffLimit": cluster.pod_retries,
+        "activeDeadlineSeconds": cluster.stage_deadline_seconds,
+        "suspend": bool(cluster.queue),  # Kueue unsuspends it on admission
     }
+    if _gang(group):
+        # One lost pod leaves the others blocked in a collective: the first failure (a
+        # preemption included) fails the whole attempt, and the stage retries as a new one.
+        job_spec.update(backoffLimit=0, completionMode="Indexed",
+                        completions=group.replicas, parallelism=group.replicas)  # fmt: skip
+        pod_spec["subdomain"] = rendezvous_name(name)
+    else:
+        rules.append({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]})
+    job_spec["podFailurePolicy"] = {"rules": rules}
+    job_spec["template"] = {
+        "metadata": {
+            "labels": {**MANAGED_BY, LABEL_RUN: run, **labels},
+            "annotations": dict(cluster.pod_annotations),
+        },
+        "spec": pod_spec,
+    }
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
 def _longest_response(spec: RunSpec) -> int:

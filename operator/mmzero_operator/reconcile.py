@@ -28,7 +28,7 @@ from mmzero_operator.children import (
     server_objects,
     servers,
     spec_config_map,
-    stage_job,
+    stage_objects,
 )
 from mmzero_runtime.alarms import Alarm, evaluate, stops
 from mmzero_runtime.spec import RunSpec
@@ -210,7 +210,7 @@ def _advance(
 ) -> None:
     """Start, wait for, or retry one stage whose inputs are done."""
     if job is None:
-        decision.create.append(stage_job(body, spec, stage, 1))
+        decision.create.extend(stage_objects(body, spec, stage, 1))
         progress.running.append(stage)
         return
     if job.outcome in ("waiting", "running"):
@@ -256,7 +256,7 @@ def _advance(
         return
     retry_at = finished + backoff_seconds(spec, job.attempt)
     if now >= retry_at:
-        decision.create.append(stage_job(body, spec, stage, job.attempt + 1))
+        decision.create.extend(stage_objects(body, spec, stage, job.attempt + 1))
         progress.running.append(stage)
     else:
         progress.wake.append(retry_at - now)

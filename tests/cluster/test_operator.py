@@ -342,6 +342,36 @@ def test_queued_stage_waits_for_admission_then_the_run_proceeds(
     assert kube_cluster.wait_for(second, lambda j: True, "the next stage")["spec"]["suspend"]
 
 
+def test_a_trainer_on_two_nodes_is_admitted_as_a_gang_with_its_rendezvous_service(
+    kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
+) -> None:
+    """A Proposer trainer of two 8-GPU nodes: one indexed Job of two pods, suspended for the
+    queue; admitted as one (as Kueue admits a Job's pods together), both pods start on two
+    fake nodes with their index's hostname under the headless Service, and the run goes on."""
+    document = json.loads(run_document(namespace, queue="gpu-queue"))
+    document["spec"]["resources"] = {"proposer_trainer": {"gpus": 8, "replicas": 2}}
+    kube_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(document))
+    name = f"{RUN}-i1-proposer-grpo"
+    first = ["job", name, "-n", namespace]
+    job = kube_cluster.wait_for(first, lambda j: True, "the trainer's Job")
+    assert job["spec"]["suspend"] is True and job["spec"]["completionMode"] == "Indexed"
+    service = kube_cluster.get_json("service", name, "-n", namespace)
+    assert service["spec"]["clusterIP"] == "None"
+
+    kube_cluster.kubectl("patch", *first, "--type=merge", "-p", '{"spec": {"suspend": false}}')
+    pods = ["pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={name}"]
+    started = kube_cluster.wait_for(
+        pods, lambda got: len(got["items"]) == 2, "both of the gang's pods"
+    )
+    placed = {p["spec"]["hostname"]: p["spec"].get("subdomain") for p in started["items"]}
+    assert placed == {f"{name}-0": name, f"{name}-1": name}
+    kube_cluster.wait_for(first, lambda j: j["status"].get("succeeded") == 2, "both indices done")
+    perform(store, "i1-proposer-grpo")
+    second = ["job", f"{RUN}-i1-propose", "-n", namespace]
+    after = kube_cluster.wait_for(second, lambda j: True, "the next stage")
+    assert after["spec"]["completionMode"] == "NonIndexed"  # a batch stage: one pod
+
+
 def test_frozen_roles_are_served_while_their_stage_runs_then_removed(
     kube_cluster: Cluster, namespace: str, operator: Operator, store: Path
 ) -> None:

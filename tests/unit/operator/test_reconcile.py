@@ -9,7 +9,9 @@ from mmzero_operator.children import (
     GPU,
     QUEUE_LABEL,
     job_name,
+    rendezvous_name,
     stage_job,
+    stage_objects,
     with_stage_env,
 )
 from mmzero_operator.reconcile import (
@@ -163,10 +165,58 @@ def test_stage_job_asks_for_the_stage_gpus_and_fails_fast_on_usage_errors() -> N
     assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert job["metadata"]["labels"][QUEUE_LABEL] == "gpus" and job["spec"]["suspend"] is True
     assert pod["containers"][0]["resources"]["limits"][GPU] == "3"  # the trainer's; servers apart
-    assert pod["containers"][0]["command"][:3] == ["mmzero", "stage", "proposer-grpo"]
+    # three GPUs: one process each, started by torchrun on the one node
+    assert pod["containers"][0]["command"][:7] == [
+        "torchrun", "--standalone", "--nproc-per-node=3", "--no-python",
+        "mmzero", "stage", "proposer-grpo",
+    ]  # fmt: skip
     assert pod["nodeSelector"] == {"gpu": "h100"} and pod["automountServiceAccountToken"] is False
     rule = job["spec"]["podFailurePolicy"]["rules"][0]
     assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [EXIT_USAGE]
+
+
+def test_a_trainer_on_several_nodes_is_an_indexed_gang_job_behind_a_headless_service() -> None:
+    body = _body(resources={"coder_trainer": {"gpus": 8, "replicas": 4}}, cluster={"queue": "q"})
+    spec = RunSpec.model_validate(body["spec"])
+    coder = next(s for s in all_stages(spec) if s.kind == "coder-grpo")
+    service, job = stage_objects(body, spec, coder, 2)
+    name = "demo-i1-coder-grpo-a2"
+    assert job["metadata"]["name"] == service["metadata"]["name"] == name
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == {"batch.kubernetes.io/job-name": name}
+    assert service["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert QUEUE_LABEL not in service["metadata"]["labels"]  # Kueue admits the Job only
+    spec_ = job["spec"]
+    assert (spec_["completionMode"], spec_["completions"], spec_["parallelism"]) == (
+        "Indexed",
+        4,
+        4,
+    )
+    assert spec_["backoffLimit"] == 0 and spec_["suspend"] is True  # one workload: a gang
+    rules = spec_["podFailurePolicy"]["rules"]
+    assert [r["action"] for r in rules] == ["FailJob"]  # a preempted pod fails the gang too
+    pod = spec_["template"]["spec"]
+    assert pod["subdomain"] == name
+    container = pod["containers"][0]
+    assert container["resources"]["limits"][GPU] == "8"
+    assert container["command"][:7] == [
+        "torchrun", "--nnodes=4", "--nproc-per-node=8", "--node-rank=$(MMZERO_NODE_RANK)",
+        f"--master-addr={name}-0.{name}", "--master-port=29400", "--no-python",
+    ]  # fmt: skip
+    rank = next(e for e in container["env"] if e["name"] == "MMZERO_NODE_RANK")
+    path = rank["valueFrom"]["fieldRef"]["fieldPath"]
+    assert path == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    # one node of one GPU stays a plain Job of one process, as do batch stages
+    plain = RunSpec.model_validate(_body()["spec"])
+    evaluate = next(s for s in all_stages(plain) if s.kind == "evaluate")
+    (only,) = stage_objects(_body(), plain, evaluate, 1)
+    assert only["spec"]["template"]["spec"]["containers"][0]["command"][0] == "mmzero"
+    assert "completionMode" not in only["spec"]
+
+
+def test_a_run_name_that_begins_with_a_digit_gets_a_valid_service_name() -> None:
+    assert rendezvous_name("7run-i1-coder-grpo") == "r7run-i1-coder-grpo"
+    assert rendezvous_name("demo-i1-coder-grpo") == "demo-i1-coder-grpo"
 
 
 def test_job_names_fit_a_label_for_the_longest_run_name_and_iteration() -> None:
