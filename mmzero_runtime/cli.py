@@ -296,6 +296,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _stage(args: argparse.Namespace) -> int:
     from mmzero_runtime.stages.runner import open_store, run_dir, run_stage
+    from mmzero_runtime.stages.shards import Shard
 
     run = load_run(args.spec)
     directory = Path(args.run_dir) if args.run_dir else run_dir(run)
@@ -321,11 +322,15 @@ def _stage(args: argparse.Namespace) -> int:
     try:
         with logging_redirect_tqdm():  # log lines print above the stage's bar, not through it
             manifest = run_stage(run, open_store(run, directory), args.kind, args.iteration,
-                                 device=_device(args.device))  # fmt: skip
+                                 device=_device(args.device),
+                                 shard=Shard(args.shard, args.shards))  # fmt: skip
     finally:  # a failed stage's figures too: they say how far it got
         if ranks.leader and (gateway := os.environ.get(PUSHGATEWAY_ENV)):
             group = {"run": run.metadata.name, "iteration": str(args.iteration), "stage": args.kind}
             prometheus.push(gateway, group)
+    if manifest is None and args.shards > 1:
+        print(f"stage i{args.iteration}-{args.kind}: shard {args.shard} of {args.shards} done")
+        return 0
     if manifest is None:
         print(f"stage i{args.iteration}-{args.kind}: rank {ranks.rank} done; rank 0 publishes")
         return 0
@@ -465,6 +470,10 @@ def _parser() -> argparse.ArgumentParser:
     stage.add_argument("kind", choices=STAGE_KINDS, help="stage kind")
     stage.add_argument("--spec", required=True, help="MMZeroRun YAML file")
     stage.add_argument("--iteration", type=int, required=True, help="iteration, from 1")
+    stage.add_argument(
+        "--shards", type=int, default=1, help="split a batch stage's items into this many blocks"
+    )
+    stage.add_argument("--shard", type=int, default=0, help="the block to do, from 0")
     _where_and_device(stage)
     stage.set_defaults(func=_stage)
 

@@ -18,11 +18,13 @@ from mmzero_runtime.storage.records import dumps_jsonl, read_records
 
 
 def valid_proposals(ctx: StageContext, name: str) -> dict[str, Proposal]:
-    """Parsed proposals of this iteration's propose stage, checked to come from its Proposer."""
+    """Parsed proposals of this iteration's propose stage, checked to come from its Proposer
+    (a shard's block of them)."""
     rows = read_records(ctx.store, ctx.input_key("proposals"))
     proposer = keys.checkpoint_key("proposer", ctx.stage.iteration)
     check_producer(ctx, rows, "producer", proposer, name)
-    return {row["id"]: Proposal(**row["proposal"]) for row in rows if row["proposal"]}
+    valid = [(row["id"], Proposal(**row["proposal"])) for row in rows if row["proposal"]]
+    return dict(ctx.shard.items(valid))
 
 
 def run(ctx: StageContext) -> StageOutput:

@@ -19,6 +19,7 @@ from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.keys import producer_prefix
 from mmzero_runtime.stages.plan import Stage
 from mmzero_runtime.stages.ranks import Ranks, from_environment
+from mmzero_runtime.stages.shards import Shard, shard_prefix
 from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest
 from mmzero_runtime.storage.store import ArtifactStore
 
@@ -39,6 +40,8 @@ class StageContext:
     ledger: FailureLedger = field(default_factory=FailureLedger)
     ranks: Ranks = field(default_factory=from_environment)
     """This process's place among a multi-GPU trainer's processes (one process: rank 0 of 1)."""
+    shard: Shard = field(default_factory=Shard)
+    """The block of a batch stage's items this process does (`stages/shards.py`)."""
 
     @property
     def spec(self) -> RunSpec:
@@ -51,7 +54,7 @@ class StageContext:
     @property
     def workdir(self) -> Path:
         """Scratch directory kept across a kill of this stage (resume state, renders)."""
-        path = self.store.root / WORK_DIR / self.stage.name
+        path = self.store.root / WORK_DIR / self._scratch_name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -96,10 +99,17 @@ class StageContext:
         key = self.input_key(purpose)
         return self.store.path(f"{producer_prefix(key)}/{name}" if name else key)
 
+    @property
+    def _scratch_name(self) -> str:
+        """One scratch directory per shard: shards may share a volume."""
+        shard = self.shard
+        return self.stage.name if shard.whole else f"{self.stage.name}.shard{shard.index:03d}"
+
     def output(self) -> StageOutput:
-        """The stage's output collector; `commit()` on it marks the stage done."""
-        return StageOutput(self.store, self.stage.output, self.stage.name)
+        """The stage's (or this shard's) output collector; `commit()` on it marks it done."""
+        prefix = self.stage.output if self.shard.whole else shard_prefix(self.stage, self.shard)
+        return StageOutput(self.store, prefix, self.stage.name)
 
     def finish(self) -> None:
         """Remove the scratch directory after the manifest is written."""
-        shutil.rmtree(self.store.root / WORK_DIR / self.stage.name, ignore_errors=True)
+        shutil.rmtree(self.store.root / WORK_DIR / self._scratch_name, ignore_errors=True)

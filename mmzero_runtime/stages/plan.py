@@ -28,6 +28,9 @@ StageKind = Literal[
     "evaluate",
 ]
 STAGE_KINDS: tuple[StageKind, ...] = get_args(StageKind)
+SHARDED_KINDS: tuple[StageKind, ...] = ("propose", "coder-data", "solver-data")
+"""Batch stages whose items are independent, so `resources.generation.replicas` pods each do a
+block of them (`stages/shards.py`); evaluation runs as one pod."""
 """Every stage kind, in the order they run within an iteration."""
 
 Component = Literal["trainer", "server", "generation", "render"]

@@ -31,8 +31,9 @@ PROBE_PREFIX = "probe-"
 
 
 def probe_items(ctx: StageContext) -> list[ChartItem]:
-    """This run's probe items (`spec.health.probe_items` of them)."""
-    return generate_items(ctx.spec.health.probe_items, seed=ctx.spec.seed, offset=PROBE_OFFSET)
+    """This run's probe items (`spec.health.probe_items` of them; a shard's block of them)."""
+    items = generate_items(ctx.spec.health.probe_items, seed=ctx.spec.seed, offset=PROBE_OFFSET)
+    return ctx.shard.items(items)
 
 
 def render_probes(

@@ -35,14 +35,16 @@ def run(ctx: StageContext) -> StageOutput:
         (keys.PROPOSALS_FOR_CODER, "coder", data.proposals_for_coder),
         (keys.PROPOSALS_FOR_SOLVER, "solver", data.proposals_for_solver),
     ):
-        topics = {f"{split}{i}": data.topics[i % len(data.topics)] for i in range(count)}
+        topics = {
+            f"{split}{i}": data.topics[i % len(data.topics)] for i in ctx.shard.items(range(count))
+        }
         requests = [
             GenerationRequest(
                 i, build_proposer_messages(t), (), 1, data.propose_sampling, ctx.seed(split, i)
             )
             for i, t in topics.items()
         ]
-        bar = progress_bar(ctx, total=count, unit="proposal")
+        bar = progress_bar(ctx, total=len(topics), unit="proposal")
         results = generate(ctx, generator, requests, on_progress=follow(bar))
         bar.close()
         rows = [

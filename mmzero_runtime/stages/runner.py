@@ -29,6 +29,14 @@ from mmzero_runtime.stages.health import health_bytes, stage_health
 from mmzero_runtime.stages.plan import Stage, StageKind, all_stages
 from mmzero_runtime.stages.ranks import barrier, from_environment, join
 from mmzero_runtime.stages.retention import prune
+from mmzero_runtime.stages.shards import (
+    Shard,
+    check_shardable,
+    merge,
+    pending,
+    shard_prefix,
+    shards_root,
+)
 from mmzero_runtime.storage.manifest import Manifest, StageOutput, read_manifest, verify
 from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 
@@ -92,12 +100,22 @@ def _check_inputs(run: MMZeroRun, store: ArtifactStore, stage: Stage) -> None:
 
 
 def run_stage(
-    run: MMZeroRun, store: ArtifactStore, kind: StageKind, iteration: int, *, device: str = "cpu"
+    run: MMZeroRun,
+    store: ArtifactStore,
+    kind: StageKind,
+    iteration: int,
+    *,
+    device: str = "cpu",
+    shard: Shard | None = None,
 ) -> Manifest | None:
-    """Run the stage unless its manifest exists; return its manifest. Under a distributed
-    launcher (a trainer on several GPUs or nodes) the leading rank writes and returns it, and
-    the other ranks return None once they have trained (`stages/ranks.py`)."""
+    """Run the stage unless its manifest exists; return its manifest. Two ways return None:
+    under a distributed launcher (a trainer on several GPUs or nodes) the leading rank
+    publishes and the other ranks return None once they have trained (`stages/ranks.py`); a
+    shard of a batch stage (`stages/shards.py`) returns None unless it was the last to finish
+    and merged the stage."""
     stage = find_stage(run, kind, iteration)
+    shard = shard or Shard()
+    check_shardable(stage, shard)
     ranks = from_environment()
     if ranks.world > 1 and not stage.kind.endswith("-grpo"):
         raise StageError(
@@ -121,23 +139,58 @@ def run_stage(
         _check_inputs(run, store, stage)
         check_fit(run.spec, store.path(keys.BASE_MODEL))
     barrier(ranks)
-    ctx = StageContext(run, store, stage, device=device, ranks=ranks)
+    ctx = StageContext(run, store, stage, device=device, ranks=ranks, shard=shard)
     started = time.monotonic()
+    if not shard.whole:
+        return _run_shard(ctx, started)
     output = _dispatch(ctx)
     if output is None:  # a follower: the leader publishes
         return None
+    failures = {f"{s}/{r}": n for (s, r), n in sorted(ctx.ledger.counts().items())}
+    return _publish(ctx, output, failures, started)
+
+
+def _run_shard(ctx: StageContext, started: float) -> Manifest | None:
+    """Do this shard's block unless it is done, then merge the stage if no shard is left."""
+    stage, shard, store = ctx.stage, ctx.shard, ctx.store
+    prefix = shard_prefix(stage, shard)
+    if read_manifest(store, prefix) is None:
+        output = _dispatch(ctx)
+        assert output is not None  # only a trainer's follower ranks return None
+        failures = {f"{s}/{r}": n for (s, r), n in sorted(ctx.ledger.counts().items())}
+        output.commit({"stage": stage.name, "shard": shard.index, "shards": shard.count,
+                       "failures": failures, "versions": versions()})  # fmt: skip
+        ctx.finish()
+    left = pending(store, stage, shard.count)
+    if left:
+        log.info("shard done stage=%s shard=%d/%d waiting for shards %s",
+                 stage.name, shard.index, shard.count, left)  # fmt: skip
+        return None
+    merged, failures = merge(store, stage, shard.count)
+    manifest = _publish(ctx, merged, failures, started)
+    store.delete_prefix(shards_root(stage))
+    return manifest
+
+
+def _publish(
+    ctx: StageContext, output: StageOutput, failures: dict[str, int], started: float
+) -> Manifest:
+    """Health figures, then the stage's manifest; then its summary and metrics."""
+    run, store, stage = ctx.run, ctx.store, ctx.stage
     health = stage_health(run.spec, stage, lambda name: store.read_bytes(f"{output.prefix}/{name}"))
     output.put_bytes(HEALTH_FILE, health_bytes(health))
     prometheus.observe_health(health["figures"], health["histograms"])
     meta = {
         "stage": stage.name,
-        "iteration": iteration,
+        "iteration": stage.iteration,
         "inputs": {
             purpose: {"key": key, "digest": _digest(ctx, key)} for purpose, key in stage.inputs
         },
-        "failures": {f"{s}/{r}": n for (s, r), n in sorted(ctx.ledger.counts().items())},
+        "failures": failures,
         "versions": versions(),
     }
+    if not ctx.shard.whole:
+        meta["shards"] = ctx.shard.count
     manifest = output.commit(meta)
     ctx.finish()
     if stage.kind.endswith("-grpo"):
@@ -149,7 +202,7 @@ def run_stage(
         {
             "seconds": round(seconds, 3),
             "peak_rss_bytes": metrics.peak_rss_bytes(),
-            "device": device,
+            "device": ctx.device,
         },
     )
     metrics.write_exposition(store.root, stage.name, prometheus.exposition())

@@ -20,7 +20,7 @@ import yaml
 
 from mmzero_runtime.spec import API_VERSION, KIND, RunSpec
 from mmzero_runtime.stages import keys
-from mmzero_runtime.stages.plan import PodGroup, Stage
+from mmzero_runtime.stages.plan import SHARDED_KINDS, PodGroup, Stage
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 """libyaml's dumper when PyYAML has it: a reconcile writes the run file, 4x faster in C."""
@@ -230,8 +230,18 @@ def _launcher(group: PodGroup, job: str) -> tuple[list[str], list[dict[str, Any]
         f"--master-addr={job}-0.{rendezvous_name(job)}", f"--master-port={RENDEZVOUS_PORT}",
         "--no-python",
     ]  # fmt: skip
-    index = {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}
-    return launcher, [{"name": "MMZERO_NODE_RANK", "valueFrom": index}]
+    return launcher, [{"name": "MMZERO_NODE_RANK", "valueFrom": _completion_index()}]
+
+
+def _completion_index() -> dict[str, Any]:
+    """An indexed Job pod's index, as an environment variable's source."""
+    return {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}
+
+
+def _shards(stage: Stage) -> int:
+    """Pods of a batch stage: `resources.generation.replicas` for one whose items are
+    independent (`SHARDED_KINDS`), else one."""
+    return stage.pods[0].replicas if stage.kind in SHARDED_KINDS else 1
 
 
 def _gang(group: PodGroup) -> bool:
@@ -249,10 +259,11 @@ def stage_objects(
     if not _gang(stage.pods[0]):
         return [job]
     name = job["metadata"]["name"]
-    service = {
+    labels = {k: v for k, v in job["metadata"]["labels"].items() if k != QUEUE_LABEL}
+    service: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(body, rendezvous_name(name), dict(job["metadata"]["labels"])),
+        "metadata": _metadata(body, rendezvous_name(name), labels),
         "spec": {
             "clusterIP": "None",
             "selector": {JOB_NAME_LABEL: name},
@@ -260,13 +271,13 @@ def stage_objects(
             "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT}],
         },
     }
-    service["metadata"]["labels"].pop(QUEUE_LABEL, None)
     return [service, job]
 
 
 def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -> dict[str, Any]:
-    """The Job of one attempt of `stage`: one pod, or for a trainer of `replicas` nodes an
-    indexed Job of that many pods (admitted by Kueue as one workload, so as a gang)."""
+    """The Job of one attempt of `stage`: one pod; for a trainer of `replicas` nodes an
+    indexed Job of that many pods (admitted by Kueue as one workload, so as a gang); for a
+    sharded batch stage an indexed Job of one pod per shard."""
     run = body["metadata"]["name"]
     cluster = spec.cluster
     group = stage.pods[0]
@@ -281,6 +292,10 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
         *launcher, "mmzero", "stage", stage.kind, "--spec", f"{SPEC_DIR}/run.yaml",
         "--iteration", str(stage.iteration), "--run-dir", _run_dir(spec, run),
     ]  # fmt: skip
+    shards = _shards(stage)
+    if shards > 1:  # each pod one block of the items; the last to finish merges
+        command += ["--shards", str(shards), "--shard", "$(MMZERO_SHARD)"]
+        launcher_env = [{"name": "MMZERO_SHARD", "valueFrom": _completion_index()}]
     # The stage's Prometheus metrics; the chart's PodMonitor scrapes this port and adds the
     # run, iteration and stage labels from the pod's.
     env = [
@@ -315,6 +330,12 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
         job_spec.update(backoffLimit=0, completionMode="Indexed",
                         completions=group.replicas, parallelism=group.replicas)  # fmt: skip
         pod_spec["subdomain"] = rendezvous_name(name)
+    elif shards > 1:
+        # Each shard retries alone; the others keep their finished blocks.
+        job_spec.pop("backoffLimit")
+        job_spec.update(completionMode="Indexed", completions=shards, parallelism=shards,
+                        backoffLimitPerIndex=cluster.pod_retries)  # fmt: skip
+        rules.append({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]})
     else:
         rules.append({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]})
     job_spec["podFailurePolicy"] = {"rules": rules}

@@ -347,7 +347,8 @@ def test_a_trainer_on_two_nodes_is_admitted_as_a_gang_with_its_rendezvous_servic
 ) -> None:
     """A Proposer trainer of two 8-GPU nodes: one indexed Job of two pods, suspended for the
     queue; admitted as one (as Kueue admits a Job's pods together), both pods start on two
-    fake nodes with their index's hostname under the headless Service, and the run goes on."""
+    fake nodes with their index's hostname under the headless Service, and the run goes on to
+    the propose stage, whose Job has a pod per shard."""
     document = json.loads(run_document(namespace, queue="gpu-queue"))
     document["spec"]["resources"] = {"proposer_trainer": {"gpus": 8, "replicas": 2}}
     kube_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(document))
@@ -368,8 +369,12 @@ def test_a_trainer_on_two_nodes_is_admitted_as_a_gang_with_its_rendezvous_servic
     kube_cluster.wait_for(first, lambda j: j["status"].get("succeeded") == 2, "both indices done")
     perform(store, "i1-proposer-grpo")
     second = ["job", f"{RUN}-i1-propose", "-n", namespace]
-    after = kube_cluster.wait_for(second, lambda j: True, "the next stage")
-    assert after["spec"]["completionMode"] == "NonIndexed"  # a batch stage: one pod
+    after = kube_cluster.wait_for(second, lambda j: True, "the next stage")["spec"]
+    # a batch stage: resources.generation.replicas (8) shards that retry alone
+    assert (after["completionMode"], after["completions"], after["parallelism"]) == (
+        "Indexed", 8, 8,
+    )  # fmt: skip
+    assert after["backoffLimitPerIndex"] == 2  # spec.cluster.pod_retries
 
 
 def test_frozen_roles_are_served_while_their_stage_runs_then_removed(

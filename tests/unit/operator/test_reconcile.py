@@ -214,6 +214,28 @@ def test_a_trainer_on_several_nodes_is_an_indexed_gang_job_behind_a_headless_ser
     assert "completionMode" not in only["spec"]
 
 
+def test_a_batch_stage_of_independent_items_is_an_indexed_job_of_one_pod_per_shard() -> None:
+    body = _body(resources={"generation": {"gpus": 1, "replicas": 4}}, cluster={"pod_retries": 2})
+    spec = RunSpec.model_validate(body["spec"])
+    by_kind = {s.kind: s for s in all_stages(spec)}
+    (job,) = stage_objects(body, spec, by_kind["solver-data"], 1)
+    spec_ = job["spec"]
+    assert (spec_["completionMode"], spec_["completions"], spec_["parallelism"]) == (
+        "Indexed",
+        4,
+        4,
+    )
+    assert spec_["backoffLimitPerIndex"] == 2 and "backoffLimit" not in spec_  # shards retry alone
+    container = spec_["template"]["spec"]["containers"][0]
+    assert container["command"][-4:] == ["--shards", "4", "--shard", "$(MMZERO_SHARD)"]
+    shard = next(e for e in container["env"] if e["name"] == "MMZERO_SHARD")
+    assert "job-completion-index" in shard["valueFrom"]["fieldRef"]["fieldPath"]
+    assert container["resources"]["limits"][GPU] == "1"
+    (evaluate,) = stage_objects(body, spec, by_kind["evaluate"], 1)  # graded as one pod
+    assert "completionMode" not in evaluate["spec"]
+    assert "--shards" not in evaluate["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
 def test_a_run_name_that_begins_with_a_digit_gets_a_valid_service_name() -> None:
     assert rendezvous_name("7run-i1-coder-grpo") == "r7run-i1-coder-grpo"
     assert rendezvous_name("demo-i1-coder-grpo") == "demo-i1-coder-grpo"
