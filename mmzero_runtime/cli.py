@@ -312,22 +312,26 @@ def _stage(args: argparse.Namespace) -> int:
     logs = directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     rank = "" if ranks.leader else f".rank{ranks.rank}"
-    handler = logging.FileHandler(logs / f"i{args.iteration}-{args.kind}{rank}.log")
+    shard = "" if args.shards == 1 else f".shard{args.shard:03d}"
+    log_file = logs / f"i{args.iteration}-{args.kind}{rank}{shard}.log"
+    handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
     from tqdm.contrib.logging import logging_redirect_tqdm
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # one bar per stage
+    store = open_store(run, directory)
     try:
         with logging_redirect_tqdm():  # log lines print above the stage's bar, not through it
-            manifest = run_stage(run, open_store(run, directory), args.kind, args.iteration,
+            manifest = run_stage(run, store, args.kind, args.iteration,
                                  device=_device(args.device),
                                  shard=Shard(args.shard, args.shards))  # fmt: skip
     finally:  # a failed stage's figures too: they say how far it got
         if ranks.leader and (gateway := os.environ.get(PUSHGATEWAY_ENV)):
             group = {"run": run.metadata.name, "iteration": str(args.iteration), "stage": args.kind}
             prometheus.push(gateway, group)
+        _keep_log(store, handler, log_file)
     if manifest is None and args.shards > 1:
         print(f"stage i{args.iteration}-{args.kind}: shard {args.shard} of {args.shards} done")
         return 0
@@ -339,6 +343,19 @@ def _stage(args: argparse.Namespace) -> int:
     if os.environ.get(METRICS_PORT_ENV) and linger > 0:
         time.sleep(linger)  # one last scrape sees the final figures of a short-lived pod
     return 0
+
+
+def _keep_log(store: Any, handler: logging.Handler, log_file: Path) -> None:
+    """The stage's log into the store (`logs/<file>`: a pod's disk goes with it, and there is
+    no kubelet log API to rely on); a store that does not answer does not hide the stage's own
+    outcome."""
+    from mmzero_runtime.storage.errors import StoreError
+
+    handler.flush()
+    try:
+        store.upload_file(f"logs/{log_file.name}", log_file)
+    except (StoreError, OSError) as error:
+        print(f"warning: the stage's log stays in {log_file}: {error}", file=sys.stderr)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -219,6 +219,8 @@ def test_the_example_run_trains_through_the_cluster_with_artifacts_in_minio(
     run = parse_run(yaml.safe_load(store.read_bytes("run.yaml")))
     for stage in all_stages(run.spec):
         verify(store, stage.output)  # every stage's files are in MinIO, intact
+        log = store.read_bytes(f"logs/{stage.name}.log")  # each pod kept its log there
+        assert b"stage done stage=" + stage.name.encode() in log, stage.name
     names = [pod.name for pod in agent.pods.values()]
     served = {name.rsplit("-", 2)[0] for name in names if "pg-" in name or "cg-" in name}
     assert served == {f"{RUN}-i1pg-coder", f"{RUN}-i1pg-solver", f"{RUN}-i1cg-solver"}, names
