@@ -7,7 +7,12 @@ held-out procedural proposals, and the Solver's accuracy on held-out known-answe
 and hard question of each). Shares are pooled over seeds with a Wilson 95% interval; the
 per-seed shares follow. Runs are resumable (an interrupted benchmark continues).
 
-Usage: `uv run python benchmarks/learning.py [--seeds 1 2 3] [--prompts 64] [--out DIR]`
+With `--coder-steps N` it is the Coder learnability check instead: each seed runs only as far
+as Coder GRPO, with N Coder steps, and only the render rate is probed; the table adds the render
+rate the Coder's own rollouts had in its first and last quarter of steps.
+
+Usage: `uv run python benchmarks/learning.py [--seeds 1 2 3] [--prompts 64] [--out DIR]
+[--coder-steps N]`
 """
 
 from __future__ import annotations
@@ -36,13 +41,18 @@ PROBE_SEED = 424242
 """Seed of the held-out prompts and of the probes' sampling: the same for every checkpoint."""
 
 
-def _run(seed: int, out: Path, learning_rate: float | None) -> Path:
-    """Run the example with `seed` into `out/seed-<seed>` (resumes a finished or partial run)."""
+def _run(seed: int, out: Path, learning_rate: float | None, coder_steps: int | None) -> Path:
+    """Run the example with `seed` into `out/seed-<seed>` (resumes a finished or partial run);
+    with `coder_steps`, only as far as Coder GRPO, trained for that many steps."""
     document = yaml.safe_load((ROOT / "examples" / "run.yaml").read_text())
     document["spec"]["seed"] = seed
     if learning_rate is not None:
         for role in document["spec"]["roles"].values():
             role["learning_rate"] = learning_rate
+    until = []
+    if coder_steps is not None:
+        document["spec"]["roles"]["coder"]["steps"] = coder_steps
+        until = ["--until", "coder-grpo"]
     document["metadata"]["name"] = f"learning-s{seed}"
     directory = out / f"seed-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
@@ -50,7 +60,9 @@ def _run(seed: int, out: Path, learning_rate: float | None) -> Path:
     spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
     command = [sys.executable, "-m", "mmzero_runtime.cli", "run", str(spec_file)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*command, "--device", "cpu", "--run-dir", str(directory)], env=env, check=True)
+    subprocess.run(
+        [*command, *until, "--device", "cpu", "--run-dir", str(directory)], env=env, check=True
+    )
     return directory
 
 
@@ -77,15 +89,22 @@ METRICS = {
 
 
 def measure(
-    seeds: list[int], prompts: int, out: Path, learning_rate: float | None = None
+    seeds: list[int],
+    prompts: int,
+    out: Path,
+    learning_rate: float | None = None,
+    coder_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Shares per role and seed, for the base model and after iteration 1."""
-    runs = {seed: _run(seed, out, learning_rate) for seed in seeds}
+    """Shares per role and seed, for the base model and after iteration 1 (only the Coder's
+    with `coder_steps`, plus its rollouts' render rates)."""
+    runs = {seed: _run(seed, out, learning_rate, coder_steps) for seed in seeds}
     results: dict[str, Any] = {"base": {}, "after": {}}
+    if coder_steps is not None:
+        results["rollouts"] = {seed: rollout_render(directory) for seed, directory in runs.items()}
     first = runs[seeds[0]]
     spec = load_run(first / "run.yaml").spec
     with Renderer(spec.render, spec.image, str(out / "render")) as renderer:
-        for role in METRICS:
+        for role in ["coder"] if coder_steps is not None else METRICS:
             share = _probe(role, first / "base" / "model", prompts, renderer, first / "run.yaml")
             results["base"][role] = [share.hits, share.total]
             results["after"][role] = {}
@@ -94,6 +113,25 @@ def measure(
                 share = _probe(role, checkpoint, prompts, renderer, directory / "run.yaml")
                 results["after"][role][seed] = [share.hits, share.total]
     return results
+
+
+def rollout_render(run_dir: Path) -> list[list[int]]:
+    """[rendered, drawn] of the Coder's rollouts in the first and in the last quarter of its
+    steps (training prompts, the policy as it was at each step)."""
+    rows = [
+        json.loads(line)
+        for line in (run_dir / "i1" / "coder-grpo" / "rewards.jsonl").read_text().splitlines()
+    ]
+    last = max(row["step"] for row in rows)
+    quarter = max(1, last // 4)
+    spans = [range(1, quarter + 1), range(last - quarter + 1, last + 1)]
+    return [
+        [
+            sum(r["render"] == "ok" for r in rows if r["step"] in s),
+            sum(r["step"] in s for r in rows),
+        ]
+        for s in spans
+    ]
 
 
 def _cell(hits: int, total: int) -> str:
@@ -108,12 +146,23 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for role, name in METRICS.items():
+        if role not in results["base"]:
+            continue
         base = results["base"][role]
         after = results["after"][role]
         hits = sum(h for h, _ in after.values())
         total = sum(t for _, t in after.values())
         per_seed = ", ".join(f"s{s}: {h}/{t}" for s, (h, t) in after.items())
         lines.append(f"| {name} | {_cell(*base)} | {_cell(hits, total)} | {per_seed} |")
+    for index, span in enumerate(["first", "last"]):
+        rollouts = [r[index] for r in results.get("rollouts", {}).values()]
+        if rollouts:
+            pooled = _cell(sum(h for h, _ in rollouts), sum(t for _, t in rollouts))
+            per_seed = ", ".join(
+                f"s{s}: {r[index][0]}/{r[index][1]}" for s, r in results["rollouts"].items()
+            )
+            name = f"Coder rollouts' render rate, {span} quarter of steps"
+            lines.append(f"| {name} | | {pooled} | {per_seed} |")
     return "\n".join(lines)
 
 
@@ -123,9 +172,10 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-learning")
     parser.add_argument("--learning-rate", type=float, help="override every role's (a sweep)")
+    parser.add_argument("--coder-steps", type=int, help="the Coder learnability check")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = measure(args.seeds, args.prompts, args.out, args.learning_rate)
+    results = measure(args.seeds, args.prompts, args.out, args.learning_rate, args.coder_steps)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     rate = args.learning_rate or "examples/run.yaml's"

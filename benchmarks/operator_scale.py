@@ -2,13 +2,23 @@
 
 Starts the hack/cluster control plane and the operator (`kopf run`, one namespace), creates N
 one-iteration runs back to back (one API call each, as fast as the API server takes them), and
-polls every 0.2 s until each run has its first stage Job. Reports the time from each run's
-create call to its first Job (p50, p99, max; 0.2 s resolution), the
+watches the namespace's Jobs until each run has its first stage Job. Reports the time from each
+run's create call to the watch event of its first Job (p50, p99, max), the
 operator's reconcile time (from its /metrics histogram), its Kubernetes API calls per run,
 reconcile errors and its resident memory. Nothing plays the stages, so each run stays at its
 first stage: this measures admission of new runs, the operator's busiest moment.
 
-Usage: `uv run python benchmarks/operator_scale.py [--runs 100] [--settle 30]`
+`--floor` measures the control plane instead of the operator, on the same runs: no operator
+runs, and the benchmark itself creates, for each run as soon as its create call returns, the
+objects the operator's first reconcile makes (run-file ConfigMap, the first stage's Job and its
+frozen-role servers), in as many threads as the operator has. No read, no status, no kopf: the
+latency below which no operator on this machine can admit these runs.
+
+`--operator-at REV` runs the operator package of another git revision (the rest is this
+checkout's), to compare two versions on the same machine and harness.
+
+Usage: `uv run python benchmarks/operator_scale.py [--runs 100] [--settle 30] [--floor]
+[--operator-at REV]`
 """
 
 from __future__ import annotations
@@ -22,9 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack" / "cluster"))
@@ -76,66 +89,174 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _watch_jobs(jobs_api: Any, first_seen: dict[str, float], watching: threading.Event) -> None:
+    """Record when each run's first Job is announced (re-watching on the server's timeouts),
+    until the cluster goes away."""
+    version = jobs_api.list_namespaced_job(NAMESPACE).metadata.resource_version
+    while True:
+        watching.set()
+        try:
+            stream = jobs_api.list_namespaced_job(
+                NAMESPACE, watch=True, resource_version=version, timeout_seconds=300,
+                allow_watch_bookmarks=False, _preload_content=False,
+            )  # fmt: skip
+            for line in stream:
+                event = json.loads(line)
+                job = event["object"]
+                version = job["metadata"]["resourceVersion"]
+                if event["type"] == "ADDED":
+                    run = job["metadata"]["labels"]["mmzero.dev/run"]
+                    first_seen.setdefault(run, time.monotonic())
+        except Exception:  # the cluster was stopped: the benchmark is over
+            return
+
+
+def _admit_directly(api_client: Any, body: dict[str, Any]) -> None:
+    """What the operator's first reconcile of `body` creates, created with no reads."""
+    from kubernetes import client
+
+    from mmzero_operator import reconcile
+
+    decision = reconcile.reconcile(body, [], [], time.time())
+    creators = {
+        "ConfigMap": client.CoreV1Api(api_client).create_namespaced_config_map,
+        "Job": client.BatchV1Api(api_client).create_namespaced_job,
+        "Deployment": client.AppsV1Api(api_client).create_namespaced_deployment,
+        "Service": client.CoreV1Api(api_client).create_namespaced_service,
+        "NetworkPolicy": client.NetworkingV1Api(api_client).create_namespaced_network_policy,
+    }
+    assert decision.config_map is not None
+    for obj in [decision.config_map, *decision.create]:
+        creators[obj["kind"]](NAMESPACE, obj, _preload_content=False)
+
+
+def _operator_at(revision: str, into: Path) -> Path:
+    """The operator package as it was at git `revision`, for a comparison on the same machine."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "operator"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "operator"
+
+
+def _start_operator(
+    run_dir: Path, kubeconfig: Path, port: int, revision: str | None
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "MMZERO_STORE_ROOT": str(run_dir / "store"),
+        "MMZERO_METRICS_PORT": str(port),
+    }
+    if revision is not None:
+        env["PYTHONPATH"] = str(_operator_at(revision, run_dir / "revision"))
+    command = [sys.executable, "-m", "kopf", "run", "-m", "mmzero_operator.handlers",
+               "--standalone", "--namespace", NAMESPACE]  # fmt: skip
+    with (run_dir / "operator.log").open("wb") as log:
+        operator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:  # /metrics answers once the start-up handler ran; the watches follow it
+        try:
+            _metrics(port)
+            break
+        except OSError:
+            if time.monotonic() > deadline or operator.poll() is not None:
+                raise RuntimeError(
+                    f"the operator did not start; see {run_dir / 'operator.log'}"
+                ) from None
+            time.sleep(0.5)
+    time.sleep(3)
+    return operator
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--settle", type=float, default=30.0, help="seconds after the last Job")
+    parser.add_argument("--floor", action="store_true", help="the control plane, no operator")
+    parser.add_argument("--operator-at", metavar="REV", help="run the operator of a git revision")
     args = parser.parse_args()
+
+    from kubernetes import client, config
+
+    from mmzero_operator.handlers import WORKERS
 
     bin_dir = local_cluster.build()
     with tempfile.TemporaryDirectory(prefix="mmzero-scale-") as scratch:
         run_dir = Path(scratch)
         cluster = local_cluster.up(run_dir / "cluster", bin_dir, tie_to_parent=True)
         try:
-            cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
-            cluster.kubectl("wait", "--for=condition=Established", "crd/mmzeroruns.mmzero.dev")
+            cluster.install_crd(ROOT / CHART_CRD, "mmzeroruns.mmzero.dev")
             cluster.kubectl("create", "namespace", NAMESPACE)
             port = _free_port()
-            env = {
-                **os.environ,
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "MMZERO_STORE_ROOT": str(run_dir / "store"),
-                "MMZERO_METRICS_PORT": str(port),
-            }
-            command = [sys.executable, "-m", "kopf", "run", "-m", "mmzero_operator.handlers",
-                       "--standalone", "--namespace", NAMESPACE]  # fmt: skip
-            with (run_dir / "operator.log").open("wb") as log:
-                operator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-            time.sleep(5)  # the operator's start-up: watches established
-            before = _metrics(port)
+            operator = (
+                None
+                if args.floor
+                else _start_operator(run_dir, cluster.kubeconfig, port, args.operator_at)
+            )
+            before = {} if operator is None else _metrics(port)
 
-            # Poll with an in-process client: a kubectl process per poll would itself take a
-            # core of this 2-core machine.
-            from kubernetes import client, config
-
+            # One watch of the Jobs, in process: polling lists (or a kubectl process per poll)
+            # would load the API server that the operator shares these 2 cores with.
             api_client = config.new_client_from_config(str(cluster.kubeconfig))
-            jobs_api = client.BatchV1Api(api_client)
             runs_api = client.CustomObjectsApi(api_client)
+            first_seen: dict[str, float] = {}
+            watching = threading.Event()
+            threading.Thread(
+                target=_watch_jobs,
+                args=(client.BatchV1Api(api_client), first_seen, watching),
+                daemon=True,
+            ).start()
+            watching.wait(30)
+            pool = ThreadPoolExecutor(WORKERS)
+            configuration = client.Configuration()
+            config.load_kube_config(str(cluster.kubeconfig), client_configuration=configuration)
+            configuration.connection_pool_maxsize = WORKERS
+            direct = client.ApiClient(configuration)
             created: dict[str, float] = {}
             start = time.monotonic()
             for run in _runs(args.runs):  # one create call each, timed when it returns
-                runs_api.create_namespaced_custom_object(
+                body = runs_api.create_namespaced_custom_object(
                     "mmzero.dev", "v1alpha1", NAMESPACE, "mmzeroruns", run
                 )
-                created[run["metadata"]["name"]] = time.monotonic()
-            first_job: dict[str, float] = {}
+                created[body["metadata"]["name"]] = time.monotonic()
+                if args.floor:
+                    pool.submit(_admit_directly, direct, body)
             deadline = time.monotonic() + 300
-            while len(first_job) < args.runs and time.monotonic() < deadline:
-                listed = jobs_api.list_namespaced_job(NAMESPACE, _preload_content=False)
-                now = time.monotonic()
-                for job in json.loads(listed.data)["items"]:
-                    run = job["metadata"]["labels"]["mmzero.dev/run"]
-                    first_job.setdefault(run, now - created[run])
+            while len(first_seen) < args.runs and time.monotonic() < deadline:
                 time.sleep(0.2)
+            first_job = {run: first_seen[run] - created[run] for run in first_seen}
+            pool.shutdown()
             time.sleep(args.settle)
-            after = _metrics(port)
-            rss = _rss_mib(operator.pid)
-            operator.terminate()
-            operator.wait(30)
+            after = {} if operator is None else _metrics(port)
+            rss = 0.0 if operator is None else _rss_mib(operator.pid)
+            if operator is not None:
+                operator.terminate()
+                operator.wait(30)
         finally:
             local_cluster.down(run_dir / "cluster")
 
     latencies = sorted(first_job.values())
+    p99 = (
+        latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+        if latencies
+        else float("nan")
+    )
+    who = "the control plane alone (--floor)" if args.floor else "the operator"
+    if args.operator_at:
+        who += f" at {args.operator_at}"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.runs} runs at once, {who}")
+    print("| figure | value |")
+    print("|---|---|")
+    print(f"| runs with a first Job | {len(latencies)}/{args.runs} |")
+    if latencies:
+        print(f"| create -> first Job, p50 | {statistics.median(latencies):.2f} s |")
+        print(f"| create -> first Job, p99 | {p99:.2f} s |")
+        print(f"| create -> first Job, max | {latencies[-1]:.2f} s |")
+        print(f"| creating all {args.runs} runs took | {max(created.values()) - start:.2f} s |")
+    if operator is None:
+        return
     reconciles = _sum(after, "mmzero_operator_reconcile_duration_seconds_count") - _sum(
         before, "mmzero_operator_reconcile_duration_seconds_count"
     )
@@ -146,20 +267,6 @@ def main() -> None:
         before, "mmzero_operator_api_requests_total"
     )
     errors = _sum(after, "mmzero_operator_reconcile_errors_total")
-    p99 = (
-        latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-        if latencies
-        else float("nan")
-    )
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.runs} runs at once")
-    print("| figure | value |")
-    print("|---|---|")
-    print(f"| runs with a first Job | {len(latencies)}/{args.runs} |")
-    if latencies:
-        print(f"| create -> first Job, p50 | {statistics.median(latencies):.2f} s |")
-        print(f"| create -> first Job, p99 | {p99:.2f} s |")
-        print(f"| create -> first Job, max | {latencies[-1]:.2f} s |")
-        print(f"| creating all {args.runs} runs took | {max(created.values()) - start:.2f} s |")
     print(f"| reconciles (incl. {args.settle:.0f} s of timers) | {reconciles:.0f} |")
     print(f"| mean reconcile time | {seconds / max(reconciles, 1) * 1000:.1f} ms |")
     print(f"| API calls per run (reconciles only) | {calls / args.runs:.1f} |")

@@ -80,6 +80,17 @@ class Cluster:
                 raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}; {seen}")
             time.sleep(supervise.POLL_SECONDS)
 
+    def install_crd(self, manifest: Path, name: str) -> None:
+        """Apply a CRD and wait until it serves. Not `kubectl wait --for=condition=...`: that
+        fails outright while the new CRD has no conditions yet."""
+
+        def established(crd: dict) -> bool:
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        self.kubectl("apply", "--server-side", "-f", str(manifest))
+        self.wait_for(["crd", name], established, f"CRD {name} established")
+
 
 def build() -> Path:
     """Build (or find cached) binaries with hack/cluster/build.sh; return their directory."""

@@ -25,7 +25,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import kopf
-from kubernetes import client, config
+from kubernetes import config
+
+# Imported here, not on first use: the client loads its API classes lazily (seconds of
+# compiling on a start without bytecode), which the first burst of reconciles would wait for.
+from kubernetes.client import (
+    ApiClient,
+    AppsV1Api,
+    BatchV1Api,
+    Configuration,
+    CoreV1Api,
+    CustomObjectsApi,
+    NetworkingV1Api,
+)
 from kubernetes.client.exceptions import ApiException
 
 from mmzero_operator import metrics
@@ -48,6 +60,8 @@ log = logging.getLogger(__name__)
 INTERVAL = float(os.environ.get("MMZERO_RECONCILE_SECONDS", "30"))
 """The periodic safety-net reconcile; Job events and run changes reconcile at once anyway."""
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+WORKERS = int(os.environ.get("MMZERO_WORKERS", "32"))
+"""Reconcile threads (`$MMZERO_WORKERS`); the API client keeps one connection per thread."""
 
 
 @kopf.on.startup()
@@ -67,7 +81,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     # Reconciles are blocking calls in threads; 100 runs created at once should not queue
     # behind a handful of workers.
-    settings.execution.max_workers = int(os.environ.get("MMZERO_WORKERS", "32"))
+    settings.execution.max_workers = WORKERS
     metrics.serve(int(os.environ.get("MMZERO_METRICS_PORT", "8080")))
     try:
         config.load_incluster_config()
@@ -75,8 +89,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         config.load_kube_config()
 
 
-class _CountingClient(client.ApiClient):
-    """One connection pool for every call, each call counted by verb and resource."""
+class _CountingClient(ApiClient):
+    """One connection pool for every call, each call counted by verb and resource. The pool
+    holds a connection per reconcile thread: the client's default (5 per CPU) made most calls
+    of a busy operator open, and pay the TLS handshake of, a connection of its own."""
 
     def call_api(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
         parts = urlsplit(str(url)).path.split("/")
@@ -90,20 +106,24 @@ _client: list[_CountingClient] = []
 
 def _api() -> _CountingClient:
     if not _client:
-        _client.append(_CountingClient())
+        configuration = Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = max(
+            configuration.connection_pool_maxsize, WORKERS + 4
+        )  # the reconcile threads, the render read and the delete handler
+        _client.append(_CountingClient(configuration))
     return _client[0]
 
 
-def _custom() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(_api())
+def _custom() -> CustomObjectsApi:
+    return CustomObjectsApi(_api())
 
 
-def _batch() -> client.BatchV1Api:
-    return client.BatchV1Api(_api())
+def _batch() -> BatchV1Api:
+    return BatchV1Api(_api())
 
 
-def _apps() -> client.AppsV1Api:
-    return client.AppsV1Api(_api())
+def _apps() -> AppsV1Api:
+    return AppsV1Api(_api())
 
 
 def _delete_server(namespace: str, name: str) -> None:
@@ -111,7 +131,7 @@ def _delete_server(namespace: str, name: str) -> None:
     deletes = (
         _apps().delete_namespaced_deployment,
         _core().delete_namespaced_service,
-        client.NetworkingV1Api(_api()).delete_namespaced_network_policy,
+        NetworkingV1Api(_api()).delete_namespaced_network_policy,
     )
     for delete in deletes:
         try:
@@ -122,8 +142,8 @@ def _delete_server(namespace: str, name: str) -> None:
     log.info("deleted frozen-role server %s/%s", namespace, name)
 
 
-def _core() -> client.CoreV1Api:
-    return client.CoreV1Api(_api())
+def _core() -> CoreV1Api:
+    return CoreV1Api(_api())
 
 
 def _raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -160,28 +180,38 @@ def _render_pods() -> list[core.PodFact] | None:
     return facts
 
 
-def _listed(list_call: Any, namespace: str, run: str) -> list[dict[str, Any]]:
-    """The run's Jobs or pods (by our labels)."""
+def _listed(list_call: Any, namespace: str, run: str, cached: bool = True) -> list[dict[str, Any]]:
+    """The run's Jobs, pods or Deployments (by our labels). `cached`: from the API server's
+    watch cache (`resourceVersion=0`), with no quorum read of etcd and no wait for the cache
+    to catch up. The cache may lag its watchers by a moment, which a reconcile survives: a
+    child made a moment ago and missing here is created again and adopted (409), one gone a
+    moment ago is deleted again (404), and a Job that finished is seen finished by the
+    reconcile its event starts, since the event came through the same cache."""
     selector = ",".join(f"{k}={v}" for k, v in {LABEL_RUN: run, **MANAGED_BY}.items())
-    items: list[dict[str, Any]] = _raw(list_call, namespace, label_selector=selector)["items"]
+    recent = {"resource_version": "0"} if cached else {}
+    found = _raw(list_call, namespace, label_selector=selector, **recent)
+    items: list[dict[str, Any]] = found["items"]
     return items
 
 
-def _create(namespace: str, obj: dict[str, Any]) -> None:
+def _create(namespace: str, obj: dict[str, Any]) -> bool:
+    """Create `obj`; False when it is already there."""
     manifest: Any = obj  # the client takes plain dicts as well as its model classes
     try:
         creators: dict[str, Any] = {
             "Job": _batch().create_namespaced_job,
             "Deployment": _apps().create_namespaced_deployment,
             "Service": _core().create_namespaced_service,
-            "NetworkPolicy": client.NetworkingV1Api(_api()).create_namespaced_network_policy,
+            "NetworkPolicy": NetworkingV1Api(_api()).create_namespaced_network_policy,
             "ConfigMap": _core().create_namespaced_config_map,
         }
-        creators[obj["kind"]](namespace, manifest)
+        creators[obj["kind"]](namespace, manifest, _preload_content=False)  # answer unused
         log.info("created %s %s/%s", obj["kind"], namespace, obj["metadata"]["name"])
+        return True
     except ApiException as error:
         if error.status != 409:  # 409: made before a restart; it carries our labels and owner
             raise
+        return False
 
 
 _config_synced: dict[tuple[str, str], str] = {}
@@ -193,13 +223,8 @@ def _sync_config_map(namespace: str, wanted: dict[str, Any]) -> None:
     text = wanted["data"]["run.yaml"]
     if _config_synced.get((namespace, name)) == text:
         return
-    try:
+    if not _create(namespace, wanted):  # a new run's is new: one call, not a read first
         found = _raw(_core().read_namespaced_config_map, name, namespace)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-        _create(namespace, wanted)
-    else:
         if found.get("data") != wanted["data"]:
             _core().patch_namespaced_config_map(name, namespace, {"data": wanted["data"]})
     _config_synced[(namespace, name)] = text
@@ -360,9 +385,9 @@ def on_run_deleted(namespace: str | None, name: str, spec: Mapping[str, Any], **
     """`cluster.delete_artifacts`: stop the run's pods, then empty its store. Until that is
     done the run's finalizer keeps it (and its Jobs) from going away."""
     namespace = namespace or "default"
-    running = [
+    running = [  # consistent reads: no pod may outlive the artifacts it writes
         state.name
-        for job in _listed(_batch().list_namespaced_job, namespace, name)
+        for job in _listed(_batch().list_namespaced_job, namespace, name, cached=False)
         if (state := core.job_state(job)) is not None and state.outcome in ("waiting", "running")
     ]
     _set_suspend(namespace, running, True)  # the Job controller stops their pods
@@ -370,7 +395,7 @@ def on_run_deleted(namespace: str | None, name: str, spec: Mapping[str, Any], **
         _delete_server(namespace, server["metadata"]["name"])
     live = [
         pod["metadata"]["name"]
-        for pod in _listed(_core().list_namespaced_pod, namespace, name)
+        for pod in _listed(_core().list_namespaced_pod, namespace, name, cached=False)
         if (pod.get("status") or {}).get("phase") in ("Pending", "Running")
     ]
     if live:

@@ -272,7 +272,9 @@ def _serve(
 ) -> None:
     """Frozen-role servers exist exactly while a stage that asks them runs: created with its
     Job (with a queue: once the queue admits the Job), deleted once it is done, failed or
-    suspended, so their GPUs go back at once."""
+    suspended, so their GPUs go back at once. They are created after the Job: the trainer's
+    scheduling, image pull and model load overlap the servers' start (its pod retries their
+    Services until they answer, `pipeline.SERVER_WAIT_SECONDS`)."""
     wanted: dict[str, Stage] = {}
     if not progress.failure and not spec.suspend:
         for stage in progress.running:
@@ -285,8 +287,7 @@ def _serve(
     made: set[str] = set()
     for name, stage in wanted.items():
         if name not in existing and stage.name not in made:
-            # before the stage's Job: its pod finds the servers' Services already there
-            decision.create[:0] = server_objects(body, spec, stage)
+            decision.create.extend(server_objects(body, spec, stage))
             made.add(stage.name)
     decision.delete_servers = sorted(existing - set(wanted))
 

@@ -129,8 +129,7 @@ def _token_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path
 def test_operator_runs_a_run_with_only_the_charts_rbac(
     helm: Path, kube_cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/mmzeroruns.mmzero.dev")
+    kube_cluster.install_crd(ROOT / CHART_CRD, "mmzeroruns.mmzero.dev")
     docs = chart_manifests(helm, namespace, f"operator.watchNamespaces={{{namespace}}}")
     rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
     kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(rbac))

@@ -36,7 +36,7 @@ def _job(name: str, annotations: dict[str, str] | None = None) -> str:
 
 
 def _condition(obj: dict, kind: str) -> bool:
-    conditions = obj.get("status", {}).get("conditions", [])
+    conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c["type"] == kind and c["status"] == "True" for c in conditions)
 
 

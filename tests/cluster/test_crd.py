@@ -25,16 +25,8 @@ EXAMPLE = ROOT / "examples" / "run.yaml"
 
 @pytest.fixture(scope="session")
 def crd(kube_cluster: Cluster) -> str:
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
     name = f"{PLURAL}.{API_GROUP}"
-    kube_cluster.wait_for(
-        ["crd", name],
-        lambda obj: any(
-            c["type"] == "Established" and c["status"] == "True"
-            for c in obj.get("status", {}).get("conditions", [])
-        ),
-        f"CRD {name} established",
-    )
+    kube_cluster.install_crd(ROOT / CHART_CRD, name)
     return name
 
 

@@ -61,8 +61,7 @@ def store(tmp_path: Path) -> Path:
 def operator(
     kube_cluster: Cluster, namespace: str, store: Path, tmp_path: Path
 ) -> Iterator[Operator]:
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/mmzeroruns.mmzero.dev")
+    kube_cluster.install_crd(ROOT / CHART_CRD, "mmzeroruns.mmzero.dev")
     running = Operator(kube_cluster, namespace, store, tmp_path / "operator.log")
     running.start()
     yield running

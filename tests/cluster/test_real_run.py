@@ -144,8 +144,7 @@ def test_the_example_run_trains_through_the_cluster_with_artifacts_in_minio(
     (container,) = operator_deployment["spec"]["template"]["spec"]["containers"]
     operator_env = {e["name"]: e["value"] for e in container["env"]}
     pod_monitor = next(d for d in chart if d["kind"] == "PodMonitor")
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / CHART_CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/mmzeroruns.mmzero.dev")
+    kube_cluster.install_crd(ROOT / CHART_CRD, "mmzeroruns.mmzero.dev")
     minio_server.make_bucket(namespace)
     secret = ["create", "secret", "generic", "store-creds", "-n", namespace]
     kube_cluster.kubectl(

@@ -30,5 +30,9 @@ def test_every_image_installs_from_the_lock_and_only_the_runtime_has_torch() -> 
     for name in ("runtime", "render", "operator"):
         dockerfile = (ROOT / "images" / name / "Dockerfile").read_text()
         assert "uv sync --frozen" in dockerfile, name
+        syncs = dockerfile.count("uv sync")
+        assert dockerfile.count("UV_COMPILE_BYTECODE=1 UV_PROJECT_ENVIRONMENT") == syncs, (
+            f"{name}: an environment without bytecode compiles its imports at every start"
+        )
         assert ("--extra train" in dockerfile) == (name == "runtime"), name
         assert "USER " in dockerfile, f"{name} runs as root"

@@ -357,6 +357,7 @@ def test_a_grpo_stage_gets_its_frozen_roles_served_while_it_runs() -> None:
         (kind, name) for name in ("demo-i1pg-coder", "demo-i1pg-solver")
         for kind in ("Deployment", "NetworkPolicy", "Service")
     ]  # fmt: skip
+    assert decision.create[0]["kind"] == "Job"  # first: its pod starts while the servers load
     policy = next(o for o in decision.create if o["kind"] == "NetworkPolicy")["spec"]
     assert policy["ingress"][0]["from"] == [
         {"podSelector": {"matchLabels": {"mmzero.dev/run": "demo"}}}
