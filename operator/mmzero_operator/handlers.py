@@ -349,11 +349,20 @@ def _reconcile(trigger: str, namespace: str | None, name: str) -> None:
                 return
 
 
-@kopf.on.resume(API_GROUP, VERSION, PLURAL)
-@kopf.on.create(API_GROUP, VERSION, PLURAL)
-@kopf.on.update(API_GROUP, VERSION, PLURAL, field="spec")
-def on_run_changed(namespace: str | None, name: str, **_: Any) -> None:
-    _reconcile("run", namespace, name)
+@kopf.on.event(API_GROUP, VERSION, PLURAL)
+def on_run_event(
+    type: str | None, namespace: str | None, name: str, body: Mapping[str, Any], **_: Any
+) -> None:
+    """A run appeared (created, or listed when the operator starts) or its spec changed. A
+    plain event handler, not kopf's create/update handlers: what to do comes from the run, its
+    children and the store on every reconcile, so kopf needs to keep no state of its own on the
+    run (those handlers patch two annotations per change, one a copy of the spec). Our own
+    status writes leave `generation` as it was and start nothing."""
+    if type == "DELETED":
+        return
+    observed = (body.get("status") or {}).get("observedGeneration")
+    if type in (None, "ADDED") or body["metadata"].get("generation") != observed:
+        _reconcile("run", namespace, name)
 
 
 @kopf.timer(API_GROUP, VERSION, PLURAL, interval=INTERVAL, initial_delay=INTERVAL)
