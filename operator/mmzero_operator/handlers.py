@@ -357,11 +357,8 @@ def on_run_event(
     plain event handler, not kopf's create/update handlers: what to do comes from the run, its
     children and the store on every reconcile, so kopf needs to keep no state of its own on the
     run (those handlers patch two annotations per change, one a copy of the spec). Our own
-    status writes leave `generation` as it was and start nothing."""
-    if type == "DELETED":
-        return
-    observed = (body.get("status") or {}).get("observedGeneration")
-    if type in (None, "ADDED") or body["metadata"].get("generation") != observed:
+    status writes start nothing (`reconcile.run_changed`)."""
+    if core.run_changed(type, body):
         _reconcile("run", namespace, name)
 
 

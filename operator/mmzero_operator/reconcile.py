@@ -395,6 +395,16 @@ def store_unavailable(body: dict[str, Any], problem: str, now: float) -> dict[st
     }
 
 
+def run_changed(event_type: str | None, body: Mapping[str, Any]) -> bool:
+    """Whether a watch event of a run asks for a reconcile: the run is new (`ADDED`), listed
+    (None: the operator starts or its watch restarts) or has a spec generation its status has
+    not seen. Status writes, ours included, keep the generation and ask for nothing."""
+    if event_type == "DELETED":
+        return False
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return event_type in (None, "ADDED") or body["metadata"].get("generation") != observed
+
+
 def reconcile(
     body: dict[str, Any],
     jobs: Iterable[JobState],

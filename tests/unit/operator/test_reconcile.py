@@ -22,6 +22,7 @@ from mmzero_operator.reconcile import (
     job_state,
     pod_fact,
     reconcile,
+    run_changed,
     store_unavailable,
 )
 from mmzero_runtime.spec import RunSpec
@@ -509,3 +510,12 @@ def test_an_oom_killed_render_pod_is_a_condition_on_every_run_while_stages_wait(
     assert _conditions(healthy)["RenderReady"]["status"] == "True"
     unwatched = reconcile(_body(), [running], STAGES[:2], NOW)
     assert _conditions(unwatched)["RenderReady"]["reason"] == "NotWatched"
+
+
+def test_a_run_is_reconciled_when_new_listed_or_respecified_not_when_its_status_changes() -> None:
+    body = _body()
+    assert run_changed("ADDED", body) and run_changed(None, body)  # created; operator restarted
+    seen = {**body, "status": {"observedGeneration": 2}}
+    assert not run_changed("MODIFIED", seen)  # our own status write
+    assert run_changed("MODIFIED", {**seen, "metadata": {**body["metadata"], "generation": 3}})
+    assert not run_changed("DELETED", body)
