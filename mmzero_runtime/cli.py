@@ -511,7 +511,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mmzero` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.func is _stage and not 0 <= args.shard < args.shards:
+        parser.error(f"--shard {args.shard} must lie in [0, --shards {args.shards})")  # exit 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -47,6 +47,15 @@ def test_spec_validate_bad_file_exits_two_naming_every_field(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+def test_a_shard_outside_its_count_is_a_usage_error(tmp_path: Path) -> None:
+    """Exit 2: the operator's podFailurePolicy fails such an attempt at once, with no retry."""
+    args = ("--spec", str(EXAMPLE), "--iteration", "1", "--run-dir", str(tmp_path / "run"))
+    result = mmzero("stage", "propose", *args, "--shards", "2", "--shard", "2")
+    assert result.returncode == 2
+    assert "--shard 2 must lie in [0, --shards 2)" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_spec_schema_prints_json_schema() -> None:
     result = mmzero("spec", "schema")
     assert result.returncode == 0
