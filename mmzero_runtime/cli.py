@@ -330,6 +330,8 @@ def _stage(args: argparse.Namespace) -> int:
     finally:  # a failed stage's figures too: they say how far it got
         if ranks.leader and (gateway := os.environ.get(PUSHGATEWAY_ENV)):
             group = {"run": run.metadata.name, "iteration": str(args.iteration), "stage": args.kind}
+            if args.shards > 1:  # each shard its own group: one push must not replace another
+                group["index"] = str(args.shard)
             prometheus.push(gateway, group)
         _keep_log(store, handler, log_file)
     if manifest is None and args.shards > 1:

@@ -63,9 +63,10 @@ PANELS = (
           "Share of GRPO groups whose rewards are all equal: they teach nothing."),
     Panel("Render outcomes", f"sum by (reason) (rate(mmzero_renders_total{RATE}))", "{{reason}}",
           "ops"),
-    # max by stage first: a stage scraped from its pod and pushed to a Pushgateway counts once
-    Panel("Filter yields", "sum by (filter, outcome) (max by (run, iteration, stage, filter, "
-          "outcome) (mmzero_filter_items_total))",
+    # max by stage (and shard) first: a stage scraped from its pod and pushed to a Pushgateway
+    # counts once, and each shard of a sharded stage counts
+    Panel("Filter yields", "sum by (filter, outcome) (max by (run, iteration, stage, index, "
+          "filter, outcome) (mmzero_filter_items_total))",
           "{{filter}} {{outcome}}", description="Items kept and dropped (by reason) per filter."),
     Panel("Tokens per second", f"sum by (run, stage) (rate(mmzero_generated_tokens_total{RATE}))",
           "{{run}} {{stage}}", "short"),
