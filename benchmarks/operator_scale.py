@@ -42,6 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack" / "cluster"))
 import cluster as local_cluster  # noqa: E402
+import supervise  # noqa: E402
 
 from mmzero_operator.crd import CHART_CRD  # noqa: E402
 
@@ -79,6 +80,12 @@ def _metrics(port: int) -> dict[str, float]:
 
 def _sum(values: dict[str, float], prefix: str) -> float:
     return sum(v for k, v in values.items() if k.startswith(prefix))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mib(pid: int) -> float:
@@ -196,6 +203,10 @@ def main() -> None:
                 else _start_operator(run_dir, cluster.kubeconfig, port, args.operator_at)
             )
             before = {} if operator is None else _metrics(port)
+            processes = supervise.read_state(run_dir / "cluster")["processes"]
+            pids = {name: pid for name, (pid, _) in processes.items()}
+            pids |= {"operator": operator.pid} if operator else {"benchmark": os.getpid()}
+            cpu_at_start = {name: _cpu_seconds(pid) for name, pid in pids.items()}
 
             # One watch of the Jobs, in process: polling lists (or a kubectl process per poll)
             # would load the API server that the operator shares these 2 cores with.
@@ -231,6 +242,7 @@ def main() -> None:
             time.sleep(args.settle)
             after = {} if operator is None else _metrics(port)
             rss = 0.0 if operator is None else _rss_mib(operator.pid)
+            cpu = {name: _cpu_seconds(pid) - cpu_at_start[name] for name, pid in pids.items()}
             if operator is not None:
                 operator.terminate()
                 operator.wait(30)
@@ -255,6 +267,11 @@ def main() -> None:
         print(f"| create -> first Job, p99 | {p99:.2f} s |")
         print(f"| create -> first Job, max | {latencies[-1]:.2f} s |")
         print(f"| creating all {args.runs} runs took | {max(created.values()) - start:.2f} s |")
+        last = max(first_seen.values()) - start
+        print(f"| first create -> the last run's first Job | {last:.2f} s |")
+    busiest = sorted(cpu.items(), key=lambda item: -item[1])
+    print(f"| CPU seconds, runs created to end ({args.settle:.0f} s settle) | "
+          + ", ".join(f"{name} {seconds:.1f}" for name, seconds in busiest) + " |")  # fmt: skip
     if operator is None:
         return
     reconciles = _sum(after, "mmzero_operator_reconcile_duration_seconds_count") - _sum(
@@ -269,7 +286,19 @@ def main() -> None:
     errors = _sum(after, "mmzero_operator_reconcile_errors_total")
     print(f"| reconciles (incl. {args.settle:.0f} s of timers) | {reconciles:.0f} |")
     print(f"| mean reconcile time | {seconds / max(reconciles, 1) * 1000:.1f} ms |")
-    print(f"| API calls per run (reconciles only) | {calls / args.runs:.1f} |")
+    by_kind = {  # 'verb="GET",resource="jobs"' -> 'GET jobs'
+        " ".join(
+            part.partition("=")[2].strip('"') for part in key[key.index("{") + 1 : -1].split(",")
+        ): value - before.get(key, 0.0)
+        for key, value in after.items()
+        if key.startswith("mmzero_operator_api_requests_total{")
+    }
+    kinds = ", ".join(
+        f"{kind} {count / args.runs:.1f}"
+        for kind, count in sorted(by_kind.items(), key=lambda item: -item[1])
+        if count
+    )
+    print(f"| API calls per run (reconciles only) | {calls / args.runs:.1f}: {kinds} |")
     print(f"| reconcile errors | {errors:.0f} |")
     print(f"| operator resident memory | {rss:.0f} MiB |")
 
