@@ -33,6 +33,7 @@ from mmzero_runtime.models.loading import load_vlm
 from mmzero_runtime.models.probe import Share, probe_coder, probe_proposer, probe_solver
 from mmzero_runtime.models.procedural import HELD_OUT_OFFSET, generate_items
 from mmzero_runtime.render import Renderer
+from mmzero_runtime.roles import Proposal
 from mmzero_runtime.spec import load_run
 from mmzero_runtime.stages.evaluate import wilson
 
@@ -104,6 +105,14 @@ def measure(
     first = runs[seeds[0]]
     spec = load_run(first / "run.yaml").spec
     with Renderer(spec.render, spec.image, str(out / "render")) as renderer:
+        if coder_steps is not None:
+            results["untrained"] = {
+                seed: [
+                    list(_probe_untrained(directory / model, directory, renderer))
+                    for model in ("base/model", "i1/coder-grpo/model")
+                ]
+                for seed, directory in runs.items()
+            }
         for role in ["coder"] if coder_steps is not None else METRICS:
             share = _probe(role, first / "base" / "model", prompts, renderer, first / "run.yaml")
             results["base"][role] = [share.hits, share.total]
@@ -113,6 +122,26 @@ def measure(
                 share = _probe(role, checkpoint, prompts, renderer, directory / "run.yaml")
                 results["after"][role][seed] = [share.hits, share.total]
     return results
+
+
+UNTRAINED_DRAWS = 4
+"""SVGs drawn per proposal in the untrained-proposals probe."""
+
+
+def _probe_untrained(model_dir: Path, run_dir: Path, renderer: Renderer) -> tuple[int, int]:
+    """The Coder's render rate on the proposals this iteration's Proposer made for the Solver:
+    the distribution the Coder trained on, but proposals it never saw (it trains on the
+    `proposals-coder` half)."""
+    rows = [
+        json.loads(line)
+        for line in (run_dir / "i1" / "propose" / "proposals-solver.jsonl").read_text().splitlines()
+    ]
+    proposals = [Proposal(**row["proposal"]) for row in rows if row["proposal"] is not None]
+    image = load_run(run_dir / "run.yaml").spec.image
+    loaded = load_vlm(model_dir, image_spec=image)
+    torch.manual_seed(PROBE_SEED)
+    share = probe_coder(loaded.model, loaded.processor, proposals, UNTRAINED_DRAWS, renderer, image)
+    return share.hits, share.total
 
 
 def rollout_render(run_dir: Path) -> list[list[int]]:
@@ -154,6 +183,20 @@ def table(results: dict[str, Any]) -> str:
         total = sum(t for _, t in after.values())
         per_seed = ", ".join(f"s{s}: {h}/{t}" for s, (h, t) in after.items())
         lines.append(f"| {name} | {_cell(*base)} | {_cell(hits, total)} | {per_seed} |")
+    if untrained := results.get("untrained"):
+        cells = [
+            _cell(
+                sum(u[k][0] for u in untrained.values()), sum(u[k][1] for u in untrained.values())
+            )
+            for k in (0, 1)
+        ]
+        per_seed = ", ".join(
+            f"s{s}: {u[0][0]} -> {u[1][0]} of {u[0][1]}" for s, u in untrained.items()
+        )
+        name = (
+            f"Coder render rate, untrained proposals of the run's Proposer ({UNTRAINED_DRAWS} each)"
+        )
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {per_seed} |")
     for index, span in enumerate(["first", "last"]):
         rollouts = [r[index] for r in results.get("rollouts", {}).values()]
         if rollouts:
