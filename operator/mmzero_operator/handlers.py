@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 INTERVAL = float(os.environ.get("MMZERO_RECONCILE_SECONDS", "30"))
 """The periodic safety-net reconcile; Job events and run changes reconcile at once anyway."""
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+FINALIZER = f"{API_GROUP}/operator"
+"""Holds a run with `cluster.delete_artifacts` until its artifacts are deleted."""
 WORKERS = int(os.environ.get("MMZERO_WORKERS", "128"))
 """Reconcile threads (`$MMZERO_WORKERS`); the API client keeps one connection per thread. A
 thread mostly waits on the API server, so they are cheap (100 more: +9 MiB), and a burst of runs
@@ -75,7 +77,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Progress in our own annotations; watches that cannot go silent unnoticed."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
-    settings.persistence.finalizer = f"{API_GROUP}/operator"
+    settings.persistence.finalizer = FINALIZER
     # Watch exactly the namespaces given (or all) and the CRDs present at start-up: no
     # cluster-wide list of namespaces and CRDs, which the chart's per-namespace RBAC does not
     # grant. The chart installs the CRD before the operator starts.
@@ -331,6 +333,8 @@ def reconcile_run(
         body, children.jobs, view.done, time.time(), children.servers, children.server_pods,
         health=view.health, render_pods=_render_pods(),
     )  # fmt: skip
+    if decision.create and _deletes_artifacts(body["spec"]):
+        _hold_until_deleted(namespace, body)
     if decision.config_map is not None:
         _sync_config_map(namespace, decision.config_map)
     stage_env = {name: os.environ[name] for name in STAGE_ENV_NAMES if os.environ.get(name)}
@@ -345,6 +349,32 @@ def reconcile_run(
             API_GROUP, VERSION, namespace, PLURAL, name, {"status": decision.status}
         )
     return decision
+
+
+def _hold_until_deleted(namespace: str, body: Mapping[str, Any]) -> None:
+    """Put the finalizer on a run that deletes its artifacts before anything of it can write
+    one. kopf adds it too, but it may not have yet when a run's first reconcile starts at its
+    ADDED event, and a run deleted without it would leave its artifacts behind. The patch is
+    conditional on the run's resourceVersion, so it never adds the finalizer twice."""
+    name = body["metadata"]["name"]
+    for _ in range(3):
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        if FINALIZER in finalizers:
+            return
+        patch = {"metadata": {"finalizers": [*finalizers, FINALIZER],
+                              "resourceVersion": body["metadata"]["resourceVersion"]}}  # fmt: skip
+        try:
+            _custom().patch_namespaced_custom_object(
+                API_GROUP, VERSION, namespace, PLURAL, name, patch, _preload_content=False
+            )
+            return
+        except ApiException as error:
+            if error.status != 409:  # 409: changed meanwhile (kopf's own finalizer, say)
+                raise
+        body = _raw(
+            _custom().get_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL, name
+        )
+    raise kopf.TemporaryError(f"run {namespace}/{name} keeps changing; retrying", delay=5)
 
 
 _wanted: set[tuple[str, str]] = set()
