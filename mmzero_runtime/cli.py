@@ -515,8 +515,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mmzero` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.func is _stage and not 0 <= args.shard < args.shards:
-        parser.error(f"--shard {args.shard} must lie in [0, --shards {args.shards})")  # exit 2
+    if args.func is _stage:
+        from mmzero_runtime.stages.errors import StageError
+        from mmzero_runtime.stages.shards import Shard
+
+        try:
+            Shard(args.shard, args.shards)
+        except StageError as error:
+            parser.error(str(error))  # exit 2: a usage error, no retry on a cluster
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

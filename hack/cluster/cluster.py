@@ -84,12 +84,17 @@ class Cluster:
         """Apply a CRD and wait until it serves. Not `kubectl wait --for=condition=...`: that
         fails outright while the new CRD has no conditions yet."""
 
-        def established(crd: dict) -> bool:
-            conditions = (crd.get("status") or {}).get("conditions") or []
-            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
         self.kubectl("apply", "--server-side", "-f", str(manifest))
-        self.wait_for(["crd", name], established, f"CRD {name} established")
+        self.wait_for(
+            ["crd", name], lambda crd: has_condition(crd, "Established"), f"CRD {name} established"
+        )
+
+
+def has_condition(obj: dict, kind: str) -> bool:
+    """Whether an object's status has condition `kind` True (an object with no status or no
+    conditions yet has none)."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
 
 
 def build() -> Path:
@@ -322,11 +327,8 @@ def _create_fake_nodes(cluster: Cluster, count: int, gpus: int) -> None:
 
 
 def _ready_nodes(cluster: Cluster) -> int:
-    def ready(node: dict) -> bool:
-        conditions = node["status"].get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-    return sum(map(ready, cluster.get_json("nodes", "-l", FAKE_NODE_LABEL)["items"]))
+    nodes = cluster.get_json("nodes", "-l", FAKE_NODE_LABEL)["items"]
+    return sum(has_condition(node, "Ready") for node in nodes)
 
 
 def main(argv: list[str] | None = None) -> int:

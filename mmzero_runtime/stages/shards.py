@@ -40,9 +40,7 @@ class Shard:
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
-            raise StageError(
-                f"shard {self.index} of {self.count}: --shard must lie in [0, --shards)"
-            )
+            raise StageError(f"--shard {self.index} must lie in [0, --shards {self.count})")
 
     @property
     def whole(self) -> bool:

@@ -265,6 +265,10 @@ def _store_secret(namespace: str, spec: RunSpec) -> dict[str, str] | None:
     return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
+def _read_run(namespace: str, name: str) -> dict[str, Any]:
+    return _raw(_custom().get_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL, name)
+
+
 @dataclass
 class _Children:
     """What a run's reconcile observes of its children."""
@@ -306,9 +310,7 @@ def reconcile_run(
         body, children = copy.deepcopy(dict(new)), _Children()
     else:
         try:
-            body = _raw(
-                _custom().get_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL, name
-            )
+            body = _read_run(namespace, name)
         except ApiException as error:
             if error.status == 404:
                 _config_synced.pop((namespace, spec_config_name(name)), None)
@@ -371,9 +373,7 @@ def _hold_until_deleted(namespace: str, body: Mapping[str, Any]) -> None:
         except ApiException as error:
             if error.status != 409:  # 409: changed meanwhile (kopf's own finalizer, say)
                 raise
-        body = _raw(
-            _custom().get_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL, name
-        )
+        body = _read_run(namespace, name)
     raise kopf.TemporaryError(f"run {namespace}/{name} keeps changing; retrying", delay=5)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 # hack/cluster is put on sys.path by tests/cluster/conftest.py.
-from cluster import FAKE_NODE_LABEL, GPU_RESOURCE, Cluster
+from cluster import FAKE_NODE_LABEL, GPU_RESOURCE, Cluster, has_condition
 
 pytestmark = pytest.mark.cluster
 
@@ -35,11 +35,6 @@ def _job(name: str, annotations: dict[str, str] | None = None) -> str:
     return json.dumps(job)
 
 
-def _condition(obj: dict, kind: str) -> bool:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
-
-
 def test_fake_nodes_ready_with_eight_gpus_allocatable(kube_cluster: Cluster) -> None:
     version = json.loads(kube_cluster.kubectl("version", "-o", "json").stdout)
     nodes = kube_cluster.get_json("nodes", "-l", FAKE_NODE_LABEL)["items"]
@@ -48,7 +43,7 @@ def test_fake_nodes_ready_with_eight_gpus_allocatable(kube_cluster: Cluster) -> 
     assert len(nodes) == 3
     for node in nodes:
         assert node["status"]["allocatable"][GPU_RESOURCE] == "8", node["metadata"]["name"]
-        assert _condition(node, "Ready"), node["metadata"]["name"]
+        assert has_condition(node, "Ready"), node["metadata"]["name"]
 
 
 def test_gpu_job_scheduled_on_fake_node_completes(kube_cluster: Cluster, namespace: str) -> None:
@@ -56,7 +51,7 @@ def test_gpu_job_scheduled_on_fake_node_completes(kube_cluster: Cluster, namespa
 
     job = kube_cluster.wait_for(
         ["job", "train", "-n", namespace],
-        lambda job: _condition(job, "Complete"),
+        lambda job: has_condition(job, "Complete"),
         "Job train to complete",
     )
     pods = kube_cluster.get_json("pods", "-n", namespace, "-l", "job-name=train")["items"]
@@ -139,7 +134,7 @@ CRD = {
 def widget_crd(kube_cluster: Cluster) -> Iterator[str]:
     name = CRD["metadata"]["name"]
     kube_cluster.kubectl("create", "-f", "-", stdin=json.dumps(CRD))
-    kube_cluster.wait_for(["crd", name], lambda crd: _condition(crd, "Established"), "the CRD")
+    kube_cluster.wait_for(["crd", name], lambda crd: has_condition(crd, "Established"), "the CRD")
     yield name
     kube_cluster.kubectl("delete", "crd", name, "--wait=false")
 
