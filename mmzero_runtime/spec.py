@@ -51,6 +51,9 @@ CONTENT_TYPES: tuple[str, ...] = (
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
+FormatCheck = Literal["reference", "strict"]
+"""How the Solver's format term is checked; see `SolverRewardSpec.format_check`."""
+
 
 MUTABLE_AFTER_START: Final = ("iterations", "suspend", "cluster", "health")
 """Spec fields a started run may change (both executors enforce it); the rest is the method."""
@@ -465,6 +468,12 @@ class SolverRewardSpec(_Spec):
 
     format_weight: Probability = 0.1
     """Weight of the format term; accuracy gets 1 - format_weight (0.9)."""
+
+    format_check: FormatCheck = "reference"
+    """`reference`: the reference code's check (§5.5): after whitespace around `<`, `>` and `/`
+    is removed, the whole reply matches `<think>.*</think>` then `\\boxed{.*}`, so a second think
+    block, a second box or an empty box pass. `strict`: exactly one think block, then one
+    non-empty box and nothing else. Used by Solver GRPO and the evaluation's format share."""
 
     labels: Literal["offline_majority", "online_majority"] = "offline_majority"
     """`offline_majority`: the label is the majority of `label_samples` answers of the previous

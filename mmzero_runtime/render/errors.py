@@ -40,7 +40,7 @@ class TooLargeError(RenderError):
 
 
 class EmptyImageError(RenderError):
-    """The drawing painted nothing visible: every pixel is one colour after compositing."""
+    """The drawing shows nothing: every pixel is white after compositing on white."""
 
     reason: Reason = "empty_image"
 

@@ -138,6 +138,10 @@ def png_on_white(image: cairocffi.ImageSurface) -> bytes:
 
     Premultiplied colour c <= alpha a, so white-over is c + (255 - a) per channel without carry:
     one add of (255 - a) * 0x010101 on each native-endian 32-bit pixel.
+
+    A drawing is empty only when the page stays all white: nothing painted, or only white. Partly
+    covered white pixels composite to white too, so the rule does not depend on the output scale;
+    a canvas filled with one other colour renders, as in the reference.
     """
     width, height, stride = image.get_width(), image.get_height(), image.get_stride()
     rows = np.frombuffer(image.get_data(), dtype=np.uint32).reshape(height, stride // 4)
@@ -147,10 +151,11 @@ def png_on_white(image: cairocffi.ImageSurface) -> bytes:
     np.multiply(spare, np.uint32(0x010101), out=spare)
     pixels += spare
     pixels |= np.uint32(0xFF000000)
-    first = pixels[0, 0]
-    if (pixels == first).all():
-        colour = f"#{int(first) & 0xFFFFFF:06x}"
-        raise EmptyImageError(f"every pixel is {colour} after compositing on white; draw content")
+    if (pixels == np.uint32(0xFFFFFFFF)).all():
+        raise EmptyImageError(
+            "every pixel is white after compositing on white: the drawing shows nothing; "
+            "draw visible content"
+        )
     return encode_png(image.get_data(), width, height, stride)
 
 

@@ -2,7 +2,8 @@
 does not, floored.
 
 s (solvability of the easy question on the render) is not capped here, unlike in the Proposer
-reward, and its denominator counts every Solver sample, those without a box included.
+reward, and its denominator counts every Solver sample, those without a box included; a sample
+whose grading failed (timeout, crash) is neither right nor wrong and leaves the denominator.
 """
 
 from __future__ import annotations

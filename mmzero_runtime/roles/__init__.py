@@ -19,7 +19,11 @@ from mmzero_runtime.roles.coder import (
     extract_svg,
     proposal_block,
 )
-from mmzero_runtime.roles.content_type import classify_content_type, normalise_content_type
+from mmzero_runtime.roles.content_type import (
+    classify_content_type,
+    normalise_content_type,
+    reward_content_type,
+)
 from mmzero_runtime.roles.errors import ChatTemplateError
 from mmzero_runtime.roles.proposer import (
     PROPOSER_INSTRUCTION,
@@ -61,4 +65,5 @@ __all__ = [
     "proposal_block",
     "proposal_xml",
     "render_prompt",
+    "reward_content_type",
 ]

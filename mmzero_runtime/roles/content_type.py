@@ -57,15 +57,20 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 
-def normalise_content_type(declared: str | None) -> str:
-    """Lower-case, spaces and hyphens to `_`; missing or unknown becomes `other` (§3.1).
+_ALIASES = {"datachart": "data_chart"}
+"""Spellings the reference's normalisation maps onto a listed type (§3.1)."""
 
-    >>> [normalise_content_type(d) for d in (" Data-Chart ", "pie", None)]
-    ['data_chart', 'other', 'other']
+
+def normalise_content_type(declared: str | None) -> str:
+    """Lower-case, spaces and hyphens to `_`, aliases resolved; else `other` (§3.1).
+
+    >>> [normalise_content_type(d) for d in (" Data-Chart ", "DataChart", "pie", None)]
+    ['data_chart', 'data_chart', 'other', 'other']
     """
     if declared is None:
         return "other"
     kind = re.sub(r"[\s\-]+", "_", declared.strip().lower())
+    kind = _ALIASES.get(kind, kind)
     return kind if kind in CONTENT_TYPES else "other"
 
 
@@ -79,3 +84,13 @@ def classify_content_type(caption: str) -> str:
         if pattern.search(caption):
             return kind
     return "other"
+
+
+def reward_content_type(declared: str, caption: str) -> str:
+    """The type the Proposer reward's r_ct counts: the declared one, or the caption's when that
+    is `other` (reference §5.3 `_get_content_type`).
+
+    >>> reward_content_type("other", "A pie chart of energy use"), reward_content_type("map", "")
+    ('data_chart', 'map')
+    """
+    return classify_content_type(caption) if declared == "other" else declared

@@ -7,7 +7,10 @@ whitespace is removed inside an answer (§13.13), only around it.
 
 from __future__ import annotations
 
+import re
+
 from mmzero_runtime.roles.chat import ChatMessage, image_part, text_part, user_turn
+from mmzero_runtime.spec import FormatCheck
 
 SOLVER_INSTRUCTION = """\
 Look at the image carefully. Reason step by step inside <think> </think>, then write your final \
@@ -15,8 +18,11 @@ answer inside \\boxed{}. The final answer must be one number, one word or a shor
 example \\boxed{17}, \\boxed{green} or \\boxed{Tuesday}), with no units and no sentences."""
 
 _BOX = "\\boxed{"
-_THINK_OPEN = "<think>"
-_THINK_CLOSE = "</think>"
+_THINK_OPEN = re.compile(r"<\s*think\s*>")
+_THINK_CLOSE = re.compile(r"<\s*/\s*think\s*>")
+_TAG_SPACE = re.compile(r"\s*([<>/])\s*")
+"""Whitespace the reference removes around tag marks before its format check."""
+_REFERENCE_FORMAT = re.compile(r"<think>.*</think>\s*\\boxed\{.*\}\s*", re.DOTALL)
 
 
 def build_solver_messages(question: str) -> list[ChatMessage]:
@@ -54,23 +60,36 @@ def extract_boxed(response: str) -> str | None:
     return None if close_at is None else response[open_at + 1 : close_at].strip()
 
 
-def check_format(response: str) -> bool:
-    r"""Whether a reply is `<think>…</think>` then one non-empty `\boxed{…}`, and nothing else.
+def check_format(response: str, rule: FormatCheck = "reference") -> bool:
+    r"""Whether a reply is in the Solver's format: `<think>…</think>` then `\boxed{…}` (§5.5).
 
-    Whitespace is allowed at both ends and between `</think>` and the box. Any other text after
-    the box fails, as in the reference (§13.13), and so does an empty box, a second `<think>`, or
-    a second box.
+    `reference`: the reference's check, the whole reply matching `<think>.*</think>\s*\boxed{.*}`
+    once whitespace around `<`, `>` and `/` is removed, so a second think block, a second box or
+    an empty box still pass. `strict`: one think block, then one non-empty box, nothing else.
+    Both allow whitespace inside the think tags and at both ends, and fail text after the box.
 
-    >>> check_format("<think>7 - 4 = 3</think> \\boxed{3}"), check_format("\\boxed{3}")
+    >>> check_format("< think >7 - 4 = 3</ think > \\boxed{3}"), check_format("\\boxed{3}")
+    (True, False)
+    >>> reply = "<think>a</think> \\boxed{}"
+    >>> check_format(reply), check_format(reply, "strict")
     (True, False)
     """
+    match rule:
+        case "reference":
+            return _REFERENCE_FORMAT.fullmatch(_TAG_SPACE.sub(r"\1", response)) is not None
+        case "strict":
+            return _strict_format(response)
+
+
+def _strict_format(response: str) -> bool:
     text = response.strip()
-    if not text.startswith(_THINK_OPEN):
+    opened = _THINK_OPEN.match(text)
+    if opened is None:
         return False
-    close = text.find(_THINK_CLOSE)
-    if close < 0 or _THINK_OPEN in text[len(_THINK_OPEN) : close]:
+    closed = _THINK_CLOSE.search(text, opened.end())
+    if closed is None or _THINK_OPEN.search(text, opened.end(), closed.start()):
         return False
-    rest = text[close + len(_THINK_CLOSE) :].lstrip()
+    rest = text[closed.end() :].lstrip()
     if not rest.startswith(_BOX):
         return False
     close_at = _closing_brace(rest, len(_BOX) - 1)

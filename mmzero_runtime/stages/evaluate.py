@@ -132,7 +132,7 @@ def _answers(
             "producer": digest,
             "response": text,
             "answer": extract_boxed(text),
-            "formatted": check_format(text),
+            "formatted": check_format(text, ctx.spec.rewards.solver.format_check),
             "failure": result.failure,
         }
     return answers

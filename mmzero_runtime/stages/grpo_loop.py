@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,18 @@ def term_means(terms: Sequence[Mapping[str, Any]]) -> dict[str, float]:
             if isinstance(value, int | float):
                 values.setdefault(name, []).append(float(value))
     return {f"terms/{name}": sum(v) / len(v) for name, v in sorted(values.items())}
+
+
+def whole_groups(rollouts: Sequence[Rollout]) -> tuple[list[Rollout], int]:
+    """The rollouts of groups left with at least 2 rewarded responses, and how many were not.
+
+    GRPO normalises a reward within its group; a response whose siblings all lost their reward
+    (a failed Solver call or grading gives None) has no baseline, so it is left out of the step
+    rather than failing it.
+    """
+    sizes = Counter(r.group_id for r in rollouts)
+    kept = [r for r in rollouts if sizes[r.group_id] >= 2]
+    return kept, len(rollouts) - len(kept)
 
 
 def step_prompts(prompts: Sequence[T], step: int, batch: int) -> list[T]:
@@ -203,6 +216,8 @@ def run_grpo(
             with leading(shared):
                 outcome = rollout(step, batch, policy)
                 ctx.ledger.check(ctx.spec.grading.max_failure_share)
+                outcome.rollouts, lone = whole_groups(outcome.rollouts)
+                outcome.figures["rollouts/lone_dropped"] = float(lone)
                 if not outcome.rollouts:
                     raise StageError(f"stage {ctx.name} step {step}: no response could be rewarded")
             rollout_seconds = time.monotonic() - started

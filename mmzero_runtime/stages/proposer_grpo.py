@@ -15,7 +15,13 @@ from typing import Any
 from mmzero_runtime.generation.base import GenerationRequest, Generator
 from mmzero_runtime.rewards import proposer as reward
 from mmzero_runtime.rewards.grading import GradeTable
-from mmzero_runtime.roles import ParseFailure, Proposal, build_proposer_messages, parse_proposal
+from mmzero_runtime.roles import (
+    ParseFailure,
+    Proposal,
+    build_proposer_messages,
+    parse_proposal,
+    reward_content_type,
+)
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.grpo_loop import (
     StepOutcome,
@@ -47,7 +53,7 @@ def _reward_proposal(item_id: str, parsed: Proposal | ParseFailure) -> reward.Pr
     return reward.Proposal(
         item_id,
         True,
-        parsed.content_type,
+        reward_content_type(parsed.content_type, parsed.caption),
         parsed.caption,
         parsed.easy_question,
         parsed.easy_answer,

@@ -71,8 +71,9 @@ def _rollout(
         for gid, result in results.items()
         for k, s in enumerate(result.samples)
     }
+    rule = ctx.spec.rewards.solver.format_check
     responses = [
-        reward.SolverResponse(gid, extract_boxed(s.text), check_format(s.text))
+        reward.SolverResponse(gid, extract_boxed(s.text), check_format(s.text, rule))
         for gid, s in samples.values()
     ]
     labels = _labels(ctx, grader, items, responses)

@@ -90,6 +90,7 @@ REFERENCE_VALUES = [
     ("rewards.coder.floor", -0.5, "§5.4"),
     ("rewards.coder.judge", "previous_solver", "§13.11 fixed"),
     ("rewards.solver.format_weight", 0.1, "§5.5"),
+    ("rewards.solver.format_check", "reference", "§5.5"),
     ("rewards.solver.labels", "offline_majority", "§5.5"),
     ("rewards.solver.label_samples", 10, "§2.5"),
     ("grading.grader", "mathruler", "§5.1"),

@@ -20,14 +20,16 @@ from mmzero_runtime.render.errors import (
     TooLargeError,
 )
 from mmzero_runtime.render.rasterise import (
+    RasterJob,
     classify,
     intrinsic_size,
     parse,
     png_on_white,
+    rasterise,
     refuse_fetch,
 )
 from mmzero_runtime.render.sandbox import pool_failure_reason, worker_limits
-from mmzero_runtime.spec import RenderSpec
+from mmzero_runtime.spec import ImageSpec, RenderSpec
 from mmzero_runtime.workers import TaskResult
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" {}><rect width="1" height="1"/></svg>'
@@ -100,19 +102,57 @@ def test_png_on_white_translucent_pixel_composites_over_white(
 
 
 @pytest.mark.parametrize(
-    ("rgba", "colour"),
+    "rgba",
     [
-        pytest.param((0, 0, 0, 0), "#ffffff", id="nothing-drawn"),
+        pytest.param((0, 0, 0, 0), id="nothing-drawn"),
         # opaque white and transparent differ only before compositing
-        pytest.param((1, 1, 1, 1), "#ffffff", id="white-on-white"),
+        pytest.param((1, 1, 1, 1), id="white-on-white"),
+        # half-covered white (an anti-aliased edge of a white shape) is still white
+        pytest.param((1, 1, 1, 0.5), id="half-white"),
     ],
 )
-def test_png_on_white_single_colour_raises_empty_image(
-    rgba: tuple[float, float, float, float], colour: str
+def test_png_on_white_nothing_visible_raises_empty_image(
+    rgba: tuple[float, float, float, float],
 ) -> None:
-    surface = surface_with(*rgba)
-    with pytest.raises(EmptyImageError, match=f"every pixel is {colour}"):
-        png_on_white(surface)
+    with pytest.raises(EmptyImageError, match="every pixel is white"):
+        png_on_white(surface_with(*rgba))
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        # up-scaled by a fractional factor: an anti-aliased edge row or column
+        pytest.param((300, 200), id="300x200-fractional-upscale"),
+        # at native size: every pixel the fill colour
+        pytest.param((640, 480), id="640x480-native"),
+        # up-scaled by a whole factor
+        pytest.param((256, 256), id="256x256-upscale-2x"),
+        pytest.param((320, 240), id="320x240"),
+        # the widest aspect ratio the sandbox takes
+        pytest.param((1000, 10), id="1000x10"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("fill", "reason"),
+    [
+        # one colour fills the canvas: rendered at every scale, as in the reference
+        pytest.param("#3366cc", "ok", id="blue"),
+        pytest.param("black", "ok", id="black"),
+        # white on the white page shows nothing, at every scale
+        pytest.param("white", "empty_image", id="white"),
+    ],
+)
+def test_single_colour_drawing_renders_at_every_scale(
+    size: tuple[int, int], fill: str, reason: Reason
+) -> None:
+    width, height = size
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        f'<rect width="{width}" height="{height}" fill="{fill}"/></svg>'
+    )
+    image = ImageSpec()
+    job = RasterJob("one", svg.encode(), image.min_pixels, image.max_pixels, 100.0)
+    assert rasterise(job).reason == reason
 
 
 @pytest.mark.parametrize(

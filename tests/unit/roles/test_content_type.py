@@ -35,6 +35,12 @@ def test_normalise_content_type_declared_value_maps_to_vocabulary(
     assert normalise_content_type(declared) == expected
 
 
+@pytest.mark.parametrize("declared", ["datachart", "DataChart", " DATACHART "])
+def test_normalise_content_type_datachart_is_data_chart(declared: str) -> None:
+    # the reference's normalisation knows this alias (§3.1); we mapped it to `other`
+    assert normalise_content_type(declared) == "data_chart"
+
+
 @pytest.mark.parametrize(
     ("caption", "expected"),
     [

@@ -12,6 +12,7 @@ from mmzero_runtime.roles import (
     check_format,
     extract_boxed,
 )
+from mmzero_runtime.spec import FormatCheck, SolverRewardSpec
 
 
 def test_build_solver_messages_question_returns_one_image_then_text() -> None:
@@ -92,46 +93,74 @@ def test_extract_boxed_arbitrary_text_never_raises(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("response", "expected"),
+    ("response", "strict", "reference"),
     [
         # the requested shape
-        pytest.param("<think>40 - 25 = 15</think> \\boxed{15}", True, id="valid"),
+        pytest.param("<think>40 - 25 = 15</think> \\boxed{15}", True, True, id="valid"),
         # whitespace at both ends and a newline before the box
-        pytest.param("\n <think>a</think>\n\n\\boxed{15} \n", True, id="whitespace"),
+        pytest.param("\n <think>a</think>\n\n\\boxed{15} \n", True, True, id="whitespace"),
         # no whitespace between think and box
-        pytest.param("<think>a</think>\\boxed{15}", True, id="adjacent"),
+        pytest.param("<think>a</think>\\boxed{15}", True, True, id="adjacent"),
         # nested braces in the box
-        pytest.param("<think>a</think> \\boxed{\\frac{1}{2}}", True, id="nested-braces"),
+        pytest.param("<think>a</think> \\boxed{\\frac{1}{2}}", True, True, id="nested-braces"),
         # an empty thought is still the format
-        pytest.param("<think></think> \\boxed{15}", True, id="empty-thought"),
+        pytest.param("<think></think> \\boxed{15}", True, True, id="empty-thought"),
+        # a thought over several lines
+        pytest.param("<think>a\nb\n</think> \\boxed{15}", True, True, id="multi-line"),
         # text after the box fails, as in the reference
-        pytest.param("<think>a</think> \\boxed{15} because", False, id="trailing-text"),
-        # a second box fails
-        pytest.param("<think>a</think> \\boxed{1} \\boxed{2}", False, id="two-boxes"),
+        pytest.param("<think>a</think> \\boxed{15} because", False, False, id="trailing-text"),
+        # a second box: only the reference's check accepts it
+        pytest.param("<think>a</think> \\boxed{1} \\boxed{2}", False, True, id="two-boxes"),
         # text between think and box fails
-        pytest.param("<think>a</think> So: \\boxed{15}", False, id="text-before-box"),
+        pytest.param("<think>a</think> So: \\boxed{15}", False, False, id="text-before-box"),
         # text before think fails
-        pytest.param("Answer: <think>a</think> \\boxed{15}", False, id="text-before-think"),
+        pytest.param("Answer: <think>a</think> \\boxed{15}", False, False, id="before-think"),
         # no think block
-        pytest.param("\\boxed{15}", False, id="no-think"),
+        pytest.param("\\boxed{15}", False, False, id="no-think"),
         # unclosed think
-        pytest.param("<think>a \\boxed{15}", False, id="unclosed-think"),
-        # a nested second think
-        pytest.param("<think>a<think>b</think> \\boxed{15}", False, id="nested-think"),
-        # a second think block after the first
-        pytest.param("<think>a</think><think>b</think> \\boxed{1}", False, id="two-thinks"),
+        pytest.param("<think>a \\boxed{15}", False, False, id="unclosed-think"),
+        # a nested second think: only the reference's check accepts it
+        pytest.param("<think>a<think>b</think> \\boxed{15}", False, True, id="nested-think"),
+        # a second think block after the first: only the reference's check accepts it
+        pytest.param("<think>a</think><think>b</think> \\boxed{1}", False, True, id="two-thinks"),
         # the box only inside the thought
-        pytest.param("<think>\\boxed{15}</think>", False, id="box-inside-think"),
-        # an empty or blank box is no answer
-        pytest.param("<think>a</think> \\boxed{ }", False, id="blank-box"),
+        pytest.param("<think>\\boxed{15}</think>", False, False, id="box-inside-think"),
+        # an empty or blank box: no answer for strict, the format for the reference
+        pytest.param("<think>a</think> \\boxed{ }", False, True, id="blank-box"),
         # an unclosed box (truncated)
-        pytest.param("<think>a</think> \\boxed{15", False, id="unclosed-box"),
+        pytest.param("<think>a</think> \\boxed{15", False, False, id="unclosed-box"),
     ],
 )
-def test_check_format_response_returns_expected(response: str, expected: bool) -> None:
-    assert check_format(response) is expected
+def test_check_format_response_returns_expected_per_rule(
+    response: str, strict: bool, reference: bool
+) -> None:
+    assert (check_format(response, "strict"), check_format(response, "reference")) == (
+        strict,
+        reference,
+    )
 
 
-@given(st.text())
-def test_check_format_arbitrary_text_never_raises(text: str) -> None:
-    assert isinstance(check_format(text), bool)
+@pytest.mark.parametrize("rule", ["reference", "strict"])
+@pytest.mark.parametrize(
+    "response",
+    [
+        pytest.param("< think >a</ think >\\boxed{5}", id="spaced-both"),
+        pytest.param("<think >a< /think>\\boxed{5}", id="spaced-inner"),
+        pytest.param("<\nthink>a</think\n> \\boxed{5}", id="newline"),
+    ],
+)
+def test_check_format_whitespace_inside_think_tags_passes(response: str, rule: FormatCheck) -> None:
+    # the reference removes whitespace around < > / before matching (§5.5); both rules agree
+    assert check_format(response, rule)
+
+
+def test_check_format_default_rule_is_the_reference_and_the_spec_default() -> None:
+    # a second box: the reference's check passes it, the strict one does not
+    reply = "<think>a</think> \\boxed{1} \\boxed{2}"
+    assert SolverRewardSpec().format_check == "reference"
+    assert (check_format(reply), check_format(reply, "strict")) == (True, False)
+
+
+@given(st.text(), st.sampled_from(["reference", "strict"]))
+def test_check_format_arbitrary_text_never_raises(text: str, rule: FormatCheck) -> None:
+    assert isinstance(check_format(text, rule), bool)

@@ -10,7 +10,7 @@ import pytest
 from mmzero_runtime.spec import MMZeroRun, RunSpec, load_run
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import ProvenanceError, StageError
-from mmzero_runtime.stages.grpo_loop import step_prompts
+from mmzero_runtime.stages.grpo_loop import step_prompts, whole_groups
 from mmzero_runtime.stages.keys import RUN_FILE
 from mmzero_runtime.stages.local import (
     check_alarms,
@@ -25,6 +25,7 @@ from mmzero_runtime.stages.provenance import check_producer
 from mmzero_runtime.stages.runner import find_stage, pin_run, run_dir
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.storage.store import LocalStore
+from mmzero_runtime.training.batch import Rollout
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -123,6 +124,13 @@ def test_step_prompts_cycle_through_the_data() -> None:
     assert step_prompts([1, 2, 3], 2, 2) == [3, 1]
     with pytest.raises(StageError, match="no training prompts"):
         step_prompts([], 1, 2)
+
+
+def test_whole_groups_lone_rewarded_response_is_left_out_not_fatal() -> None:
+    # group a kept 2 rewarded responses, group b only 1 (its siblings' rewards were None)
+    rollouts = [Rollout(f"{g}{k}", g, (), None, (1,), float(k)) for g, k in ("a0", "a1", "b0")]
+    kept, lone = whole_groups(rollouts)
+    assert ([r.request_id for r in kept], lone) == (["a0", "a1"], 1)
 
 
 def test_records_from_another_checkpoint_are_refused(tmp_path: Path) -> None:
