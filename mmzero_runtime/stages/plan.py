@@ -200,7 +200,13 @@ def iteration_stages(spec: RunSpec, i: int) -> list[Stage]:
             None,
             {"solver": ckpt("solver", i), "baseline": keys.BASE_MODEL},
             [stage_name(i, "solver-grpo")],
-            _pods("generation", "solver", (ckpt("solver", i), keys.BASE_MODEL), res.generation),
+            # one pod: not in SHARDED_KINDS (it compares two models over one set of items)
+            _pods(
+                "generation",
+                "solver",
+                (ckpt("solver", i), keys.BASE_MODEL),
+                res.generation.model_copy(update={"replicas": 1}),
+            ),
         ),
     ]
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from mmzero_operator.children import (
     EXIT_USAGE,
     GPU,
     QUEUE_LABEL,
     job_name,
     rendezvous_name,
+    server_objects,
     stage_job,
     stage_objects,
     with_stage_env,
@@ -154,6 +157,43 @@ def test_conditions_keep_their_transition_time_while_unchanged() -> None:
     again = {c["type"]: c["lastTransitionTime"] for c in later.status["conditions"]}
     assert stamp == again
     assert later.status["eta"] > later.status["startTime"]
+
+
+def _requested_gpus(objects: list[dict[str, Any]]) -> int:
+    """GPUs the Jobs' pods and the Deployments' replicas ask for, all together."""
+    total = 0
+    for o in objects:
+        if o["kind"] not in ("Job", "Deployment"):
+            continue
+        limits = o["spec"]["template"]["spec"]["containers"][0]["resources"].get("limits", {})
+        pods = o["spec"].get("parallelism", 1) if o["kind"] == "Job" else o["spec"]["replicas"]
+        total += int(limits.get(GPU, 0)) * pods
+    return total
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        # the reference's one-node layout
+        pytest.param({}, id="defaults"),
+        # trainers over two nodes, batch stages in 4 shards of 2 GPUs, servers of 2 GPUs
+        pytest.param(
+            {
+                "solver_trainer": {"gpus": 8, "replicas": 2},
+                "generation": {"gpus": 2, "replicas": 4},
+                "coder_server": {"gpus": 2, "replicas": 1},
+            },
+            id="multi-node",
+        ),
+    ],
+)
+def test_plan_gpus_equal_what_the_stage_objects_request(resources: dict[str, Any]) -> None:
+    # `mmzero plan` counts stage.gpus; the operator's Jobs and servers must ask for as many
+    body = _body(iterations=2, resources=resources)
+    spec = RunSpec.model_validate(body["spec"])
+    for stage in all_stages(spec):
+        objects = stage_objects(body, spec, stage, 1) + server_objects(body, spec, stage)
+        assert _requested_gpus(objects) == stage.gpus, stage.name
 
 
 def test_stage_job_asks_for_the_stage_gpus_and_fails_fast_on_usage_errors() -> None:
