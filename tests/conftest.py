@@ -42,7 +42,7 @@ def wait_http(url: str, process: Any, what: str, timeout: float = 120) -> None:
 
 
 def require_binary(name: str, install: str) -> None:
-    """A Debian-packaged tool (`.ci/run` installs it): a failure under CI=true, else a skip."""
+    """A Debian tool (`make debian-tools` installs it): under CI=true a failure, else a skip."""
     import shutil
 
     if shutil.which(name) is None:
@@ -50,6 +50,38 @@ def require_binary(name: str, install: str) -> None:
         if os.environ.get("CI", "").lower() in TRUTHY:
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after pytest's own summaries
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Iterator[None]:
+    """End every run with a loud list of what did not run: each skipped test and its reason,
+    and how many a `-m`/`-k` expression deselected (docs/testing.md, "Skips are loud"),
+    just above the final counts."""
+    yield
+    skipped = terminalreporter.stats.get("skipped", [])
+    deselected = len(terminalreporter.stats.get("deselected", []))
+    if not skipped and not deselected:
+        return
+    counts = [f"{len(skipped)} TEST{'S' if len(skipped) != 1 else ''} SKIPPED"] if skipped else []
+    counts += [f"{deselected} DESELECTED"] if deselected else []
+    title = ", ".join(counts)
+    terminalreporter.write_sep(
+        "=", f"{title} — this run is not the whole suite", red=True, bold=True
+    )
+    for report in skipped:
+        reason = (
+            str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        )
+        reason = reason.removeprefix("Skipped: ")
+        terminalreporter.write_line(f"SKIPPED {report.nodeid}: {reason}", yellow=True)
+    if deselected:
+        terminalreporter.write_line(f"DESELECTED {deselected} by -m/-k: {_selection(config)}")
+
+
+def _selection(config: pytest.Config) -> str:
+    expressions = [f"-m {config.option.markexpr!r}"] if config.option.markexpr else []
+    expressions += [f"-k {config.option.keyword!r}"] if config.option.keyword else []
+    return " ".join(expressions) or "(another plugin's choice)"
 
 
 @pytest.fixture(scope="session")

@@ -285,12 +285,12 @@ def test_json_schema_carries_bounds_enums_and_descriptions() -> None:
     assert "mmzero.dev/v1alpha1" in text
 
 
-def test_readme_spec_reference_is_current() -> None:
-    from mmzero_runtime.spec_docs import END, START, reference_markdown
+def test_spec_reference_page_is_current() -> None:
+    from mmzero_runtime.spec_docs import END, PAGE, START, reference_markdown
 
-    readme = (ROOT / "README.md").read_text()
-    assert START in readme and END in readme
-    assert reference_markdown() in readme, "run `uv run mmzero spec docs --write README.md`"
+    page = (ROOT / PAGE).read_text()
+    assert START in page and END in page
+    assert reference_markdown() in page, f"run `make docs` (mmzero spec docs --write {PAGE})"
 
 
 @pytest.mark.parametrize(
