@@ -1,14 +1,20 @@
-"""What the Proposer GRPO stage hands the reward: the content type r_ct counts (reference §5.3)."""
+"""What the Proposer GRPO stage hands the reward (the content type r_ct counts, reference §5.3)
+and the order it takes the seed prompts in."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from mmzero_runtime.rewards.answers import text_grade
 from mmzero_runtime.rewards.proposer import CoderSample, proposer_rewards
 from mmzero_runtime.roles import parse_proposal
-from mmzero_runtime.spec import ProposerRewardSpec
-from mmzero_runtime.stages.proposer_grpo import _reward_proposal
+from mmzero_runtime.spec import MMZeroRun, ProposerRewardSpec, RunSpec
+from mmzero_runtime.stages.context import StageContext
+from mmzero_runtime.stages.proposer_grpo import _reward_proposal, seed_prompts
+from mmzero_runtime.stages.runner import find_stage
+from mmzero_runtime.storage.store import LocalStore
 
 
 def response(content_type: str | None, caption: str) -> str:
@@ -55,3 +61,16 @@ def test_reward_proposal_type_written_six_ways_is_one_type_for_r_ct() -> None:
     spec = ProposerRewardSpec(diversity_weight=0.0)
     rewards = proposer_rewards(proposals, coder, spec=spec, grades=text_grade)
     assert [r.content_type_penalty for r in rewards] == pytest.approx([-0.075] * 6 + [0.0] * 2)
+
+
+def test_seed_prompts_reshuffled_each_iteration_and_equal_on_rerun(tmp_path: Path) -> None:
+    # the reference replayed one order every iteration (data seed 1, §13.18)
+    run = MMZeroRun(spec=RunSpec(iterations=2))
+    store = LocalStore(tmp_path)
+
+    def order(iteration: int) -> list[tuple[str, str]]:
+        return seed_prompts(StageContext(run, store, find_stage(run, "proposer-grpo", iteration)))
+
+    first, second = order(1), order(2)
+    assert sorted(first) == sorted(second) and first != second
+    assert order(1) == first
