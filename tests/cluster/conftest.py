@@ -84,7 +84,7 @@ def namespace(kube_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    """helm, built from hack/helm/go.mod by hack/build-tool.sh (cached; .ci/run builds it first)."""
+    """helm, built from hack/helm/go.mod by hack/build-tool.sh (cached; `make test` builds it)."""
     result = subprocess.run(
         ["bash", str(Path(__file__).resolve().parents[2] / "hack" / "build-tool.sh"), "helm"],
         capture_output=True,

@@ -187,7 +187,7 @@ def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
+            pytest.fail("chromium is not installed; `make debian-tools` installs Debian's chromium")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     return found
 
