@@ -118,8 +118,10 @@ def parse_health(data: bytes, source: str) -> dict[str, float]:
     try:
         figures = json.loads(data)["figures"]
         return {str(name): float(value) for name, value in figures.items()}
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{source}: unreadable health figures ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{source}: unreadable health figures (nested too deeply)") from None
 
 
 def collect(

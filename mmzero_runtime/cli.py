@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mmzero_runtime.models.errors import ModelError
 from mmzero_runtime.rewards.errors import RewardError
@@ -61,9 +61,25 @@ def _spec_docs(args: argparse.Namespace) -> int:
     if args.write is None:
         print(spec_docs.reference_markdown())
         return 0
-    changed = spec_docs.update_file(Path(args.write))
+    try:
+        changed = spec_docs.update_file(Path(args.write))
+    except (OSError, ValueError) as error:  # missing, a directory, not UTF-8, no markers
+        print(f"error: {_shown(args.write)}: {_file_problem(error, args.write)}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"{args.write}: {'updated' if changed else 'already current'}")
     return 0
+
+
+def _shown(path: str) -> str:
+    """A path as a message names it: quoted when it is blank or holds a control character."""
+    return path if path.isprintable() and path.strip() == path else repr(path)
+
+
+def _file_problem(error: OSError | ValueError, path: str) -> str:
+    """Why a file named on the command line cannot be used, as one line after its path."""
+    if isinstance(error, OSError):
+        return f"cannot use it ({error.strerror or error}); check the path"
+    return " ".join(str(error).split()).removeprefix(f"{path}: ")
 
 
 def _shape(model: str) -> object | None:
@@ -80,12 +96,12 @@ def _shape(model: str) -> object | None:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    run = load_run(args.file)  # a bad file is refused before the imports below (torch: seconds)
     from mmzero_runtime.models.footprint import GIB
     from mmzero_runtime.stages.estimate import stage_estimates
     from mmzero_runtime.stages.plan import all_stages
     from mmzero_runtime.stages.walltime import calibrate, roofline, stage_seconds, stage_work
 
-    run = load_run(args.file)
     stages = all_stages(run.spec)
     print(f"run {run.metadata.name}: {run.spec.iterations} iteration(s), {len(stages)} stages")
     shape = _shape(run.spec.model)
@@ -144,7 +160,12 @@ def _render(args: argparse.Namespace) -> int:
     from mmzero_runtime.render import render_file
 
     spec = load_run(args.spec).spec if args.spec else RunSpec()
-    result = render_file(Path(args.svg), Path(args.png), spec.render, spec.image)
+    try:
+        result = render_file(Path(args.svg), Path(args.png), spec.render, spec.image)
+    except OSError as error:  # the SVG cannot be read, or the PNG cannot be written
+        where = str(error.filename or args.svg)
+        print(f"error: {_shown(where)}: {_file_problem(error, where)}", file=sys.stderr)
+        return EXIT_FAILED
     if not result.ok:
         print(f"error: {args.svg}: {result.reason}: {result.detail}", file=sys.stderr)
         return 1
@@ -295,10 +316,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _stage(args: argparse.Namespace) -> int:
+    run = load_run(args.spec)  # a bad file is refused before the imports below (torch: seconds)
     from mmzero_runtime.stages.runner import open_store, run_dir, run_stage
     from mmzero_runtime.stages.shards import Shard
 
-    run = load_run(args.spec)
     directory = Path(args.run_dir) if args.run_dir else run_dir(run)
     from mmzero_runtime import metrics as prometheus
     from mmzero_runtime.stages.ranks import from_environment
@@ -401,8 +422,17 @@ def _where_and_device(command: argparse.ArgumentParser) -> None:
     command.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (not the usage block), naming the command and
+    where its options are listed; the subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        problem = _printable(message)  # argparse quotes a bad value, but not an unknown one
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {problem}; see `{self.prog} --help`\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mmzero", description="MM-Zero: self-evolving VLM training from zero data."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -416,7 +446,7 @@ def _parser() -> argparse.ArgumentParser:
     schema = spec_commands.add_parser("schema", help="print the run file's JSON schema")
     schema.set_defaults(func=_spec_schema)
     docs = spec_commands.add_parser("docs", help="print or refresh the spec reference")
-    docs.add_argument("--write", metavar="FILE", help="refresh the generated block in FILE")
+    docs.add_argument("--write", metavar="FILE", help="refresh its block in FILE: docs/spec.md")
     docs.set_defaults(func=_spec_docs)
 
     plan = commands.add_parser("plan", help="print the stage graph of a run")
@@ -511,6 +541,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_message(error: Exception) -> str:
+    """An error as one message on stderr: its lines stay only where they list items (indented,
+    as a run spec's wrong fields are); any other line break or control character, from a path
+    named on the command line or a library's text, is shown escaped.
+
+    >>> print(_one_message(ValueError("run.yaml\\n: cannot read\\n  spec.x: wrong\\r")))
+    run.yaml\\n: cannot read
+      spec.x: wrong\\r
+    """
+    lines: list[str] = []
+    for line in str(error).split("\n"):
+        if lines and not line.startswith("  "):
+            lines[-1] += "\\n" + line
+        else:
+            lines.append(line)
+    return "\n".join(_printable(line) for line in lines)
+
+
+def _printable(text: str) -> str:
+    """`text` with its control characters escaped, so that it stays on one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mmzero` console script."""
     parser = _parser()
@@ -528,10 +581,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except SpecError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_message(error)}", file=sys.stderr)
         return EXIT_USAGE
     except DOMAIN_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_message(error)}", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stderr.close()

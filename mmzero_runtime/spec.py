@@ -1,6 +1,6 @@
 """The MMZeroRun spec: every parameter of a run, typed, defaulting to the reference code's values.
 
-This module is the one source of truth. The CRD schema, the README's spec reference and the
+This module is the one source of truth. The CRD schema, the spec reference (docs/spec.md) and the
 validation messages are generated from it. Section numbers (§) cite
 `reference-mmzero.md`, our notes on the public reference code at commit 70592bc; where the paper
 and the code disagree (§11) the code's value is the default and the paper's is a named option.
@@ -8,6 +8,8 @@ and the code disagree (§11) the code's value is the default and the paper's is 
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal
@@ -577,7 +579,7 @@ class BenchmarkSpec(_Spec):
     on. JSON Lines or Parquet (by extension), one row per question: `question`, `answer`,
     `image` (a path relative to the file, or the image's bytes, or `{bytes, path}` as Hugging
     Face datasets write it), optional `choices` (a list: multiple choice, `answer` is the
-    letter or the text of the right choice) and optional `id`. README "Benchmarks"."""
+    letter or the text of the right choice) and optional `id`. docs/health.md, "Benchmarks"."""
 
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
     """Name of the benchmark in the results (`benchmarks/<name>/predictions.jsonl`)."""
@@ -972,51 +974,142 @@ def _describe(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     return ""
 
 
-def format_errors(error: ValidationError, source: str) -> str:
-    """One message naming every wrong field: its path, the value given and the rule broken."""
-    lines = [f"{source}: {error.error_count()} problem(s) in the run spec:"]
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = 60
+_SHOWN.maxother = 60
+"""A value given, as an error message shows it: one bounded line, however large the value (a
+YAML alias bomb, a megabyte string, a key with a newline)."""
+
+MAX_NODES: Final = 100_000
+"""Values a run file may hold once its YAML aliases are expanded (a real one holds a few
+hundred): a bound that stops an alias bomb before anything walks it."""
+
+
+def _shown(part: object) -> str:
+    text = str(part)
+    return text if text.isprintable() and len(text) <= 60 else _SHOWN.repr(part)
+
+
+def format_errors(error: ValidationError, source: str, extra: Sequence[str] = ()) -> str:
+    """One message naming every wrong field: its path, the value given and the rule broken;
+    `extra` adds problems found outside the model (a run file's missing metadata)."""
+    lines = [f"{source}: {error.error_count() + len(extra)} problem(s) in the run spec:"]
+    lines += [f"  {problem}" for problem in extra]
     for item in error.errors(include_url=False):
         loc = tuple(item["loc"])
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
+        path = ".".join(_shown(p) for p in loc) or "(top level)"
+        message = " ".join(item["msg"].removeprefix("Value error, ").split())
         if item["type"] == "extra_forbidden":
             lines.append(f"  {path}: unknown field; remove it or check its spelling")
             continue
         value = item.get("input")
-        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        shown = _SHOWN.repr(value) if not isinstance(value, dict) else "{...}"
         hint = "" if isinstance(value, dict) else _describe(MMZeroRun, loc)
         line = f"  {path}: got {shown}; {message}"
         lines.append(f"{line} ({hint})" if hint else line)
     return "\n".join(lines)
 
 
-def parse_run(document: Any, source: str = "run spec") -> MMZeroRun:
-    """Validate a parsed YAML/JSON document; raise SpecError listing every problem."""
+def _missing_metadata(document: dict[Any, Any]) -> list[str]:
+    """A run file must name its run, as the API server requires of `kubectl apply`."""
+    metadata = document.get("metadata")
+    if isinstance(metadata, dict) and "name" in metadata:
+        return []
+    where = "metadata" if metadata is None else "metadata.name"
+    return [
+        f"{where}: missing; a run file names its run (metadata: {{name: my-run}}), as "
+        "`kubectl apply` requires"
+    ]
+
+
+def parse_run(document: Any, source: str = "run spec", *, file: bool = False) -> MMZeroRun:
+    """Validate a parsed YAML/JSON document; raise SpecError listing every problem. A `file`
+    (what a user hands us, not a document built in code) must carry `metadata.name`."""
     if not isinstance(document, dict):
+        got = "an empty document" if document is None else type(document).__name__
         raise SpecError(
-            f"{source}: expected a mapping with apiVersion, kind, metadata and spec, "
-            f"got {type(document).__name__}"
+            f"{source}: expected a mapping with apiVersion, kind, metadata and spec, got {got}"
         )
+    problems = _missing_metadata(document) if file else []
     try:
-        return MMZeroRun.model_validate(document)
+        run = MMZeroRun.model_validate(document)
     except ValidationError as error:
-        raise SpecError(format_errors(error, source)) from None
+        raise SpecError(format_errors(error, source, problems)) from None
+    if problems:
+        raise SpecError(f"{source}: 1 problem(s) in the run spec:\n  {problems[0]}")
+    return run
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's several-line report as one line: where the problem is, and what it is."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        context = f"{error.context}, " if error.context else ""
+        return f"at line {mark.line + 1}, column {mark.column + 1}: {context}{error.problem}"
+    return ": " + " ".join(str(error).split())
+
+
+def _check_size(document: Any, source: str) -> None:
+    """Refuse a document of more than MAX_NODES values, aliases expanded (without expanding)."""
+    pending, seen = [document], 0
+    while pending:
+        node = pending.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise SpecError(
+                f"{source}: more than {MAX_NODES} values once its YAML aliases are expanded; a "
+                "run file is a few hundred: remove the anchors (&) and aliases (*) that repeat"
+            )
+        if isinstance(node, dict):
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+
+
+def parse_run_file(data: bytes, source: str) -> MMZeroRun:
+    """Decode, parse and validate the bytes of a run file (YAML or JSON, UTF-8): every fault is
+    one SpecError naming `source`."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            f"{source}: not UTF-8 text (byte {error.start}: {data[error.start : error.end]!r}); "
+            "save the run file as UTF-8"
+        ) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SpecError(f"{source}: not valid YAML {_yaml_problem(error)}") from None
+    except RecursionError:
+        raise SpecError(
+            f"{source}: not valid YAML: nested too deeply to read; look for a bracket left open"
+        ) from None
+    except (ValueError, TypeError, AttributeError) as error:
+        # PyYAML's constructors raise these for a value that does not construct: 2026-13-45, an
+        # integer of 5000 digits, `!!timestamp` on a word
+        raise SpecError(
+            f"{source}: not valid YAML: a value cannot be read ({' '.join(str(error).split())}); "
+            "quote it to make it a string, or correct it"
+        ) from None
+    _check_size(document, source)
+    return parse_run(document, source, file=True)
 
 
 def load_run(path: str | Path) -> MMZeroRun:
     """Read and validate a run file (YAML or JSON)."""
     path = Path(path)
+    name = str(path)
+    if not name.isprintable() or name.strip() != name:  # a newline in a name, or a blank one
+        name = repr(name)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as error:
-        raise SpecError(f"{path}: cannot read the run file ({error.strerror})") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise SpecError(f"{path}: not valid YAML: {error}") from None
-    return parse_run(document, str(path))
+        raise SpecError(
+            f"{name}: cannot read the run file ({error.strerror or error}); check the path"
+        ) from None
+    return parse_run_file(data, name)
 
 
 def json_schema() -> dict[str, Any]:
-    """JSON schema of the run file, the source of the CRD and the README reference."""
+    """JSON schema of the run file, the source of the CRD and docs/spec.md."""
     return MMZeroRun.model_json_schema()

@@ -62,7 +62,10 @@ def resolve_ref(ref: str | Path) -> Path:
                 "`mmzero init-tiny` once (about 7 minutes on 2 CPU cores)"
             )
         return path
-    path = Path(ref).expanduser()
+    try:
+        path = Path(ref).expanduser()
+    except RuntimeError:  # `~user/...` of a user this machine does not have: no such directory
+        path = Path(ref)
     if path.is_dir():
         return path
     if isinstance(ref, str) and ref.count("/") == 1 and not path.is_absolute():
@@ -77,11 +80,12 @@ def check_config(path: Path) -> PretrainedConfig:
     """The config, checked to be a supported vision-language model."""
     try:
         config: PretrainedConfig = AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError) as error:
+    except Exception as error:  # a user's file read by transformers: any type, many lines
+        detail = " ".join(str(error).split()).split(". ")[0]
         raise ModelError(
-            f"model {path}: no readable config.json ({error}); point at the directory that "
+            f"model {path}: no readable config.json ({detail}); point at the directory that "
             "save_pretrained wrote"
-        ) from error
+        ) from None
     kind = config.model_type
     if kind in SUPPORTED_MODEL_TYPES:
         return config

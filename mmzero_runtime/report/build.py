@@ -22,7 +22,7 @@ import yaml
 
 from mmzero_runtime.alarms import HEALTH_FILE, Alarm
 from mmzero_runtime.report.charts import line_chart
-from mmzero_runtime.spec import MMZeroRun, parse_run
+from mmzero_runtime.spec import MMZeroRun, parse_run_file
 from mmzero_runtime.stages import metrics
 from mmzero_runtime.stages.keys import REPORT_FILE, RUN_FILE
 from mmzero_runtime.stages.local import run_alarms
@@ -287,7 +287,7 @@ def _alarms(alarms: list[Alarm], run: MMZeroRun) -> str:
 
 def build_report(store: ArtifactStore) -> Path:
     """Write `report.html` into the store and return its local path (under `store.root`)."""
-    run = parse_run(yaml.safe_load(store.read_bytes(RUN_FILE)), f"{store}/{RUN_FILE}")
+    run = parse_run_file(store.read_bytes(RUN_FILE), f"{store}/{RUN_FILE}")
     with contextlib.suppress(StoreError):  # an S3 store's metric files, mirrored for reading
         store.path(metrics.METRICS_DIR)
     alarms = run_alarms(run, store)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from mmzero_runtime.generation.base import GenerationRequest
 from mmzero_runtime.rewards.answers import grade_either_way, quick_grade
@@ -68,9 +68,17 @@ class Benchmark:
 
 def _rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+        try:
+            rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError, ValueError) as error:  # truncated, not Parquet
+            detail = " ".join(str(error).split())
+            raise StageError(
+                f"benchmark {path}: not a readable Parquet file ({detail}); write it again, "
+                "e.g. with pyarrow.parquet.write_table"
+            ) from None
         return rows
     if path.suffix in (".jsonl", ".json"):
         return [dict(row) for row in parse_jsonl(path.read_bytes(), str(path))]
@@ -84,11 +92,23 @@ def _image_bytes(value: Any, directory: Path) -> bytes:
     if isinstance(value, bytes | bytearray):
         data = bytes(value)
     elif isinstance(value, str) and value:
-        data = (directory / value).read_bytes()
+        try:
+            data = (directory / value).read_bytes()
+        except (OSError, ValueError) as error:  # missing, a directory, a NUL in the name
+            reason = error.strerror if isinstance(error, OSError) else str(error)
+            raise ValueError(f"image: cannot read {value!r} ({reason})") from None
     else:
         raise ValueError("image: missing (a path relative to the file, or the image's bytes)")
-    with Image.open(io.BytesIO(data)) as image:
-        image.verify()  # raises on a file that is not an image
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()  # raises on a file that is not an image
+    except UnidentifiedImageError:
+        raise ValueError("image: not an image (no format recognised)") from None
+    except Exception as error:  # a decoder of untrusted bytes: bombs, truncation, bad chunks
+        detail = " ".join(str(error).split())
+        raise ValueError(
+            f"image: not a readable image ({type(error).__name__}: {detail})"
+        ) from None
     return data
 
 
@@ -131,7 +151,10 @@ def _item(name: str, number: int, row: dict[str, Any], directory: Path) -> Bench
     if answer is None or not str(answer).strip():
         raise ValueError("answer: missing or empty")
     image = _image_bytes(row.get("image"), directory)
-    choices = tuple(str(c) for c in row.get("choices") or ())
+    listed = row.get("choices")
+    if listed is not None and not isinstance(listed, list | tuple):
+        raise ValueError(f"choices: expected a list of options, got {type(listed).__name__}")
+    choices = tuple(str(c) for c in listed or ())
     item_id = str(row.get("id") or f"{name}-{number}")
     if not choices:
         return BenchmarkItem(item_id, question, str(answer).strip(), image)

@@ -95,7 +95,10 @@ def _benchmarks(ctx: StageContext) -> list[Benchmark]:
     def resolve(path: str) -> Path:
         if path.startswith("store:"):
             return ctx.store.path(path.removeprefix("store:"))
-        return Path(path).expanduser()
+        try:
+            return Path(path).expanduser()
+        except RuntimeError:  # `~user/...` of a user this machine does not have: not a file
+            return Path(path)
 
     return [load_benchmark(b, resolve) for b in ctx.spec.evaluation.benchmarks]
 

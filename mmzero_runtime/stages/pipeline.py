@@ -30,6 +30,7 @@ from mmzero_runtime.roles import (
 from mmzero_runtime.roles.coder import Extraction
 from mmzero_runtime.spec import SamplingSpec
 from mmzero_runtime.stages.context import StageContext
+from mmzero_runtime.stages.errors import StageError
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,16 @@ def generate(
         # dropped like any bad output, not counted as a failure of the machinery.
         infra = result.failure if result.failure != "prompt_too_long" else None
         ctx.ledger.record("generation", result.request_id, infra, result.detail)
+    if results and all(result.failure == "prompt_too_long" for result in results):
+        # Not one prompt fits: a limit too small for the prompts themselves, never model output
+        # (the ledger does not count these, so nothing else would stop the stage here).
+        shortest = min(result.prompt_tokens for result in results)
+        size = f" (the shortest has {shortest} tokens, image tokens included)" if shortest else ""
+        raise StageError(
+            f"stage {ctx.name}: no request could run: all {len(results)} prompts are longer "
+            f"than the model's max_prompt_tokens{size}; raise roles.<role>.max_prompt_tokens "
+            "of the role generating here, or lower image.max_pixels"
+        )
     return {result.request_id: result for result in results}
 
 

@@ -56,7 +56,10 @@ def pruned_reason(store: ArtifactStore, key: str) -> str | None:
     marker = f"{keys.producer_prefix(key)}/{PRUNED_FILE}"
     if not store.exists(marker):
         return None
-    return str(json.loads(store.read_bytes(marker))["reason"])
+    try:
+        return str(json.loads(store.read_bytes(marker))["reason"])
+    except (ValueError, KeyError, TypeError, RecursionError):  # the marker's presence decides
+        return f"removed by retention ({marker} gives no readable reason)"
 
 
 def prune(spec: RunSpec, store: ArtifactStore) -> list[str]:

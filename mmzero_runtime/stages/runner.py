@@ -21,7 +21,7 @@ import yaml
 from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.alarms import HEALTH_FILE
 from mmzero_runtime.models.fit import check_fit
-from mmzero_runtime.spec import MUTABLE_AFTER_START, MMZeroRun, parse_run
+from mmzero_runtime.spec import MUTABLE_AFTER_START, MMZeroRun, parse_run_file
 from mmzero_runtime.stages import keys, metrics
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
@@ -72,7 +72,7 @@ def pin_run(run: MMZeroRun, store: ArtifactStore) -> MMZeroRun:
     text = yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False).encode()
     stored = store.read_bytes(keys.RUN_FILE) if store.exists(keys.RUN_FILE) else None
     if stored is not None and stored != text:
-        pinned = parse_run(yaml.safe_load(stored), f"{store}/{keys.RUN_FILE}")
+        pinned = parse_run_file(stored, f"{store}/{keys.RUN_FILE}")
         mutable = {name: getattr(run.spec, name) for name in MUTABLE_AFTER_START}
         same = pinned.spec.model_copy(update=mutable)
         if same != run.spec:

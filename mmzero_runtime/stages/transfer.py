@@ -70,9 +70,17 @@ def export_checkpoint(
 ) -> tuple[str, str]:
     """Write the checkpoint of `role` after `iteration` (default: the latest) to `out`, a new
     directory; return (artifact key, digest). Every file is checked against its manifest."""
+    if out.exists() and not out.is_dir():
+        raise StageError(f"{out} exists and is not a directory; export into a new directory")
     if out.exists() and any(out.iterdir()):
         raise StageError(f"{out} exists and is not empty; export into a new directory")
     iteration = latest_checkpoint(run, store, role) if iteration is None else iteration
+    if not 0 <= iteration <= run.spec.iterations:
+        raise StageError(
+            f"run {run.metadata.name}: iteration {iteration} is outside the run; checkpoints "
+            f"follow iterations from 0 (the base model) to {run.spec.iterations}: pass one of "
+            "those, or no --iteration for the latest"
+        )
     key = keys.checkpoint_key(role, iteration)
     prefix = keys.producer_prefix(key)
     if read_manifest(store, prefix) is None:
@@ -92,8 +100,14 @@ def export_checkpoint(
         )
     manifest = verify(store, prefix)
     source = store.path(key)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    except OSError as error:  # a parent that is a file, or not writable
+        raise StageError(
+            f"cannot export into {out}: {error.strerror or error} ({error.filename}); pass a "
+            "new directory in a writable place"
+        ) from None
     try:
         for name in sorted(manifest.files):
             if name.startswith(f"{keys.MODEL_DIR}/"):

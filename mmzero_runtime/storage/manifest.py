@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmzero_runtime.storage.errors import ManifestError, StoreError
-from mmzero_runtime.storage.store import ArtifactStore
+from mmzero_runtime.storage.store import ArtifactStore, check_key
 
 MANIFEST = "MANIFEST.json"
 """File name of a stage's manifest, written last under the stage's prefix."""
@@ -69,14 +69,48 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes, source: str) -> Manifest:
+        problem: str | None
         try:
             body = json.loads(data)
-            files = {k: FileEntry(v["sha256"], int(v["size"])) for k, v in body["files"].items()}
-            return cls(stage=body["stage"], files=files, meta=body.get("meta", {}))
-        except (ValueError, KeyError, TypeError) as error:
+        except ValueError as error:
+            problem = str(error)
+        except RecursionError:
+            problem = "nested too deeply to read"
+        else:
+            problem = _shape_problem(body)
+        if problem is not None:
             raise ManifestError(
-                f"{source}: unreadable manifest ({error}); delete it to rerun the stage"
-            ) from None
+                f"{source}: unreadable manifest ({problem}); delete it to rerun the stage"
+            )
+        files = {k: FileEntry(v["sha256"], v["size"]) for k, v in body["files"].items()}
+        return cls(stage=body["stage"], files=files, meta=body.get("meta", {}))
+
+
+def _shape_problem(body: Any) -> str | None:
+    """What is wrong with a decoded manifest's shape, or None: every field is read as written,
+    so nothing downstream meets a list where it expects a mapping."""
+    if not isinstance(body, dict):
+        return f"expected a mapping, got {type(body).__name__}"
+    files = body.get("files")
+    if not isinstance(files, dict):
+        return f"files: expected a mapping of file names, got {type(files).__name__}"
+    for name, entry in files.items():
+        shown = name if name.isprintable() else repr(name)
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and type(entry.get("size")) is int
+        ):
+            return f"files.{shown}: expected {{sha256: text, size: integer}}"
+        try:
+            check_key(name)  # never a name that reads outside the stage's prefix
+        except StoreError as error:
+            return f"files: {error}"
+    if not isinstance(body.get("stage"), str):
+        return "stage: expected text"
+    if not isinstance(body.get("meta", {}), dict):
+        return f"meta: expected a mapping, got {type(body['meta']).__name__}"
+    return None
 
 
 def sha256_file(path: Path) -> str:
@@ -156,6 +190,9 @@ def verify(store: ArtifactStore, prefix: str) -> Manifest:
             actual = sha256_file(store.path(key))  # for S3: the downloaded copy stages will read
         except (StoreError, FileNotFoundError):
             problems.append(f"{key}: missing")
+            continue
+        except OSError as error:  # a directory, a file without read permission
+            problems.append(f"{key}: not a readable file ({error.strerror})")
             continue
         if actual != entry.sha256:
             problems.append(

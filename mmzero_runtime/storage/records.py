@@ -31,6 +31,10 @@ def parse_jsonl(data: bytes, source: str) -> Iterator[dict[str, Any]]:
             row = json.loads(line)
         except ValueError as error:
             raise StoreError(f"{source} line {number}: not JSON ({error})") from None
+        except RecursionError:
+            raise StoreError(
+                f"{source} line {number}: nested too deeply to read; look for brackets left open"
+            ) from None
         if not isinstance(row, dict):
             raise StoreError(
                 f"{source} line {number}: expected an object, got {type(row).__name__}"

@@ -167,9 +167,14 @@ def read_state(directory: Path) -> dict[str, Any]:
         )
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:  # not UTF-8, not JSON, an integer of 5000 digits
         raise CheckpointError(
             f"{path}: unreadable trainer state ({error}); resume from an earlier checkpoint"
+        ) from None
+    except RecursionError:
+        raise CheckpointError(
+            f"{path}: unreadable trainer state (nested too deeply); resume from an earlier "
+            "checkpoint"
         ) from None
     if isinstance(state, dict) and not {"step", "history", "spec", "reference"} <= state.keys():
         state = {"format": "incomplete"}
@@ -179,7 +184,24 @@ def read_state(directory: Path) -> dict[str, Any]:
             f"{path}: trainer state format {found!r}, expected {FORMAT_VERSION}; this checkpoint "
             "was written by another version of mmzero"
         )
+    for key, (kind, what) in _STATE_FIELDS.items():
+        value = state[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(
+                f"{path}: unreadable trainer state ({key}: expected {what}, got "
+                f"{type(value).__name__}); resume from an earlier checkpoint"
+            )
+    state["reference"] = {"source": None, "fingerprint": None, **state["reference"]}
     return state
+
+
+_STATE_FIELDS: dict[str, tuple[type, str]] = {
+    "step": (int, "an integer"),
+    "history": (list, "a list"),
+    "spec": (dict, "a mapping"),
+    "reference": (dict, "a mapping"),
+}
+"""The fields `resume` reads, and their types: a state is refused here, not mid-resume."""
 
 
 def check_compatible(
@@ -209,7 +231,8 @@ def load_tensors(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a corrupt pickle/zip
+        detail = " ".join(str(error).split()).split(". ")[0]  # torch's own advice does not apply
         raise CheckpointError(
-            f"{path}: corrupt checkpoint file ({type(error).__name__}: {error}); resume from an "
+            f"{path}: corrupt checkpoint file ({type(error).__name__}: {detail}); resume from an "
             "earlier checkpoint"
         ) from None

@@ -63,9 +63,9 @@ def test_spec_schema_prints_json_schema() -> None:
     assert schema["title"] == "MMZeroRun"
 
 
-def test_spec_docs_write_reports_current_readme(tmp_path: Path) -> None:
-    copy = tmp_path / "README.md"
-    copy.write_text((ROOT / "README.md").read_text())
+def test_spec_docs_write_reports_current_page(tmp_path: Path) -> None:
+    copy = tmp_path / "spec.md"
+    copy.write_text((ROOT / "docs" / "spec.md").read_text())
     result = mmzero("spec", "docs", "--write", str(copy))
     assert result.returncode == 0
     assert "already current" in result.stdout
@@ -109,6 +109,7 @@ def test_plan_estimates_memory_of_every_pod_group(tmp_path: Path, tiny_vlm_dir: 
 
 def test_plan_without_a_local_model_still_plans_and_says_why_no_estimate(tmp_path: Path) -> None:
     document = {"apiVersion": "mmzero.dev/v1alpha1", "kind": "MMZeroRun",
+                "metadata": {"name": "t"},
                 "spec": {"model": str(tmp_path / "absent"), "iterations": 1}}  # fmt: skip
     run_file = tmp_path / "run.yaml"
     run_file.write_text(json.dumps(document))
@@ -123,6 +124,7 @@ def test_plan_refuses_a_spec_whose_pods_exceed_their_gpus(
     document = {
         "apiVersion": "mmzero.dev/v1alpha1",
         "kind": "MMZeroRun",
+        "metadata": {"name": "t"},
         "spec": {"model": str(tiny_vlm_dir), "iterations": 1,
                  "resources": {"gpu_memory_gib": 0.001}},
     }  # fmt: skip
