@@ -171,7 +171,10 @@ def _outcome(
     rendered = sum(s.rendered for s in samples)
     figures = {
         "reward/mean": mean_reward([r.total for r in rewards]),
-        "proposer/parse_rate": sum(isinstance(p, Proposal) for p in parsed.values()) / len(parsed),
+        # no response at all (every request failed): the ledger's check stops the step next
+        "proposer/parse_rate": (
+            sum(isinstance(p, Proposal) for p in parsed.values()) / len(parsed) if parsed else 0.0
+        ),
         "coder/render_rate": rendered / len(samples) if samples else 0.0,
     }
     figures.update(term_means([_terms(r) for r in rewards]))
