@@ -4,6 +4,7 @@ fills in, and what a started run may still change."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 from cluster import Cluster
 
 from mmzero_operator.crd import CHART_CRD, PLURAL
-from mmzero_runtime.spec import API_GROUP, RunSpec, load_run
+from mmzero_runtime.spec import API_GROUP, RunSpec, SpecError, load_run, parse_run
 
 pytestmark = pytest.mark.cluster
 
@@ -100,6 +101,78 @@ def test_metadata_name_over_forty_characters_is_refused(apply: Apply) -> None:
     document["metadata"]["name"] = "r" * 41
     result = apply(document, check=False)
     assert result.returncode != 0 and "at most 40 characters" in result.stderr
+
+
+def _wrong_type(value: Any) -> Any:
+    """A value of another JSON type than `value`'s, wrong for the field whatever its type."""
+    match value:
+        case dict():
+            return "not-a-mapping"
+        case list():
+            return "not-a-list"
+        case str():
+            return ["not", "a", "string"]
+        case _:  # bool, int, float
+            return "not-a-number"
+
+
+def _field_paths(node: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    """(dotted path, value) of every field under `node`, sections included, lists whole;
+    unset optional fields (None) are left out, their type being open."""
+    found = []
+    for key, value in node.items():
+        if value is None:
+            continue
+        path = f"{prefix}.{key}"
+        found.append((path, value))
+        if isinstance(value, dict):
+            found += _field_paths(value, path)
+    return found
+
+
+def test_wrong_type_at_every_spec_field_is_refused_by_server_and_runtime(
+    kube_cluster: Cluster, crd: str, namespace: str
+) -> None:
+    # the bad-input rule for the CRD (tests/fuzz covers run files): a server-side dry run of
+    # the example with one field of the wrong type is a 4xx naming that field, and the runtime
+    # refuses the same file naming it too; nothing is stored
+    full = _example()
+    full["spec"] = load_run(EXAMPLE).spec.model_dump(mode="json")
+    paths = _field_paths(full["spec"], "spec")
+    documents = []
+    for index, (path, value) in enumerate(paths):
+        document = json.loads(json.dumps(full))
+        document["metadata"]["name"] = f"wrong-type-{index}"
+        *parents, leaf = path.split(".")[1:]
+        node = document["spec"]
+        for part in parents:
+            node = node[part]
+        node[leaf] = _wrong_type(value)
+        documents.append(document)
+    result = kube_cluster.kubectl(
+        "apply", "--dry-run=server", "--validate=false", "-n", namespace, "-f", "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": documents}),
+        check=False, timeout=300,
+    )  # fmt: skip
+    # one line per refused item: ... MMZeroRun.mmzero.dev "wrong-type-7" is invalid: spec...
+    errors = {
+        found.group(1): line
+        for line in result.stderr.splitlines()
+        if (found := re.search(r'"(wrong-type-\d+)" is invalid', line))
+    }
+    missed = []
+    for index, (path, _) in enumerate(paths):
+        name = f"wrong-type-{index}"
+        server = errors.get(name, "accepted")
+        if "is invalid" not in server or path not in server:
+            missed.append(f"server {path}: {server}")
+        with pytest.raises(SpecError) as refused:
+            parse_run(documents[index], name, file=True)
+        if path not in str(refused.value):
+            missed.append(f"runtime {path}: {refused.value}")
+    assert not missed, "\n".join(missed[:20]) + "\n" + result.stderr[:1500]
+    assert len(paths) > 100  # every section and leaf of the spec, not a handful
+    assert kube_cluster.get_json("mmzerorun", "-n", namespace)["items"] == []
 
 
 def _set_phase(cluster: Cluster, namespace: str, phase: str) -> None:
