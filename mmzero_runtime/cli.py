@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from mmzero_runtime.models.errors import ModelError
 from mmzero_runtime.rewards.errors import RewardError
-from mmzero_runtime.spec import RunSpec, SpecError, json_schema, load_run
+from mmzero_runtime.spec import RunSpec, SpecError, json_schema, load_run, shown_path
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.plan import STAGE_KINDS
 from mmzero_runtime.storage.errors import StoreError
@@ -64,15 +64,12 @@ def _spec_docs(args: argparse.Namespace) -> int:
     try:
         changed = spec_docs.update_file(Path(args.write))
     except (OSError, ValueError) as error:  # missing, a directory, not UTF-8, no markers
-        print(f"error: {_shown(args.write)}: {_file_problem(error, args.write)}", file=sys.stderr)
+        print(
+            f"error: {shown_path(args.write)}: {_file_problem(error, args.write)}", file=sys.stderr
+        )
         return EXIT_USAGE
     print(f"{args.write}: {'updated' if changed else 'already current'}")
     return 0
-
-
-def _shown(path: str) -> str:
-    """A path as a message names it: quoted when it is blank or holds a control character."""
-    return path if path.isprintable() and path.strip() == path else repr(path)
 
 
 def _file_problem(error: OSError | ValueError, path: str) -> str:
@@ -164,7 +161,7 @@ def _render(args: argparse.Namespace) -> int:
         result = render_file(Path(args.svg), Path(args.png), spec.render, spec.image)
     except OSError as error:  # the SVG cannot be read, or the PNG cannot be written
         where = str(error.filename or args.svg)
-        print(f"error: {_shown(where)}: {_file_problem(error, where)}", file=sys.stderr)
+        print(f"error: {shown_path(where)}: {_file_problem(error, where)}", file=sys.stderr)
         return EXIT_FAILED
     if not result.ok:
         print(f"error: {args.svg}: {result.reason}: {result.detail}", file=sys.stderr)

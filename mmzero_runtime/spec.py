@@ -993,21 +993,26 @@ def _shown(part: object) -> str:
 def format_errors(error: ValidationError, source: str, extra: Sequence[str] = ()) -> str:
     """One message naming every wrong field: its path, the value given and the rule broken;
     `extra` adds problems found outside the model (a run file's missing metadata)."""
-    lines = [f"{source}: {error.error_count() + len(extra)} problem(s) in the run spec:"]
-    lines += [f"  {problem}" for problem in extra]
+    lines = list(extra)
     for item in error.errors(include_url=False):
         loc = tuple(item["loc"])
         path = ".".join(_shown(p) for p in loc) or "(top level)"
         message = " ".join(item["msg"].removeprefix("Value error, ").split())
         if item["type"] == "extra_forbidden":
-            lines.append(f"  {path}: unknown field; remove it or check its spelling")
+            lines.append(f"{path}: unknown field; remove it or check its spelling")
             continue
         value = item.get("input")
         shown = _SHOWN.repr(value) if not isinstance(value, dict) else "{...}"
         hint = "" if isinstance(value, dict) else _describe(MMZeroRun, loc)
-        line = f"  {path}: got {shown}; {message}"
+        line = f"{path}: got {shown}; {message}"
         lines.append(f"{line} ({hint})" if hint else line)
-    return "\n".join(lines)
+    return _problems(source, lines)
+
+
+def _problems(source: str, problems: Sequence[str]) -> str:
+    """The run spec's error message: a count naming `source`, then one indented line each."""
+    head = f"{source}: {len(problems)} problem(s) in the run spec:"
+    return "\n".join([head, *(f"  {problem}" for problem in problems)])
 
 
 def _missing_metadata(document: dict[Any, Any]) -> list[str]:
@@ -1036,7 +1041,7 @@ def parse_run(document: Any, source: str = "run spec", *, file: bool = False) ->
     except ValidationError as error:
         raise SpecError(format_errors(error, source, problems)) from None
     if problems:
-        raise SpecError(f"{source}: 1 problem(s) in the run spec:\n  {problems[0]}")
+        raise SpecError(_problems(source, problems))
     return run
 
 
@@ -1095,12 +1100,26 @@ def parse_run_file(data: bytes, source: str) -> MMZeroRun:
     return parse_run(document, source, file=True)
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as a message names it: quoted when it is blank or holds a control character (a
+    newline in a name would split a one-line error)."""
+    name = str(path)
+    return name if name.isprintable() and name.strip() == name else repr(name)
+
+
+def user_path(text: str) -> Path:
+    """A path a user wrote in a spec or on the command line, `~` expanded; `~user` of a user
+    this machine does not have stays as written (no such file, which the caller reports)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 def load_run(path: str | Path) -> MMZeroRun:
     """Read and validate a run file (YAML or JSON)."""
     path = Path(path)
-    name = str(path)
-    if not name.isprintable() or name.strip() != name:  # a newline in a name, or a blank one
-        name = repr(name)
+    name = shown_path(path)
     try:
         data = path.read_bytes()
     except OSError as error:

@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConf
 from mmzero_runtime.models.errors import ModelError
 from mmzero_runtime.models.processor import ImageOnlyQwenVLProcessor, load_processor
 from mmzero_runtime.models.warmstart import TINY_REF, cached_tiny_dir
-from mmzero_runtime.spec import ImageSpec
+from mmzero_runtime.spec import ImageSpec, user_path
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,7 @@ def resolve_ref(ref: str | Path) -> Path:
                 "`mmzero init-tiny` once (about 7 minutes on 2 CPU cores)"
             )
         return path
-    try:
-        path = Path(ref).expanduser()
-    except RuntimeError:  # `~user/...` of a user this machine does not have: no such directory
-        path = Path(ref)
+    path = user_path(str(ref))
     if path.is_dir():
         return path
     if isinstance(ref, str) and ref.count("/") == 1 and not path.is_absolute():

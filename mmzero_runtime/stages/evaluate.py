@@ -24,7 +24,7 @@ from mmzero_runtime.models.procedural import HELD_OUT_OFFSET, generate_items
 from mmzero_runtime.render import open_renderer
 from mmzero_runtime.rewards.grading import Grader
 from mmzero_runtime.roles import build_solver_messages, check_format, extract_boxed
-from mmzero_runtime.spec import JudgeSpec
+from mmzero_runtime.spec import JudgeSpec, user_path
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.benchmarks import (
     Benchmark,
@@ -95,10 +95,7 @@ def _benchmarks(ctx: StageContext) -> list[Benchmark]:
     def resolve(path: str) -> Path:
         if path.startswith("store:"):
             return ctx.store.path(path.removeprefix("store:"))
-        try:
-            return Path(path).expanduser()
-        except RuntimeError:  # `~user/...` of a user this machine does not have: not a file
-            return Path(path)
+        return user_path(path)
 
     return [load_benchmark(b, resolve) for b in ctx.spec.evaluation.benchmarks]
 
