@@ -30,12 +30,12 @@ import torch
 import yaml
 
 from mmzero_runtime.models.loading import load_vlm
-from mmzero_runtime.models.probe import Share, probe_coder, probe_proposer, probe_solver
 from mmzero_runtime.models.procedural import HELD_OUT_OFFSET, generate_items
 from mmzero_runtime.render import Renderer
 from mmzero_runtime.roles import Proposal
 from mmzero_runtime.spec import load_run
 from mmzero_runtime.stages.evaluate import wilson
+from mmzero_runtime.warmstart.measure import Share, probe_coder, probe_proposer, probe_solver
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE_SEED = 424242

@@ -187,7 +187,7 @@ def main() -> None:
 
     from kubernetes import client, config
 
-    from mmzero_operator.handlers import WORKERS
+    from mmzero_operator.kube import WORKERS
 
     bin_dir = local_cluster.build()
     with tempfile.TemporaryDirectory(prefix="mmzero-scale-") as scratch:

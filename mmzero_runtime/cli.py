@@ -21,23 +21,22 @@ from mmzero_runtime.models.errors import ModelError
 from mmzero_runtime.rewards.errors import RewardError
 from mmzero_runtime.spec import RunSpec, SpecError, json_schema, load_run, shown_path
 from mmzero_runtime.stages.errors import StageError
-from mmzero_runtime.stages.plan import STAGE_KINDS
+from mmzero_runtime.stages.launch import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    METRICS_ADDRESS_ENV,
+    METRICS_LINGER_ENV,
+    METRICS_PORT_ENV,
+    PUSHGATEWAY_ENV,
+    log_name,
+)
+from mmzero_runtime.stages.plan import STAGE_KINDS, stage_name
 from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.training.errors import CheckpointError, TrainingError
 
 DOMAIN_ERRORS = (StageError, StoreError, ModelError, RewardError, TrainingError, CheckpointError)
 """Failures with a message written for the user: printed without a traceback."""
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
-METRICS_PORT_ENV = "MMZERO_METRICS_PORT"
-"""Port of a stage process's Prometheus `/metrics` (the operator sets it in stage pods)."""
-METRICS_ADDRESS_ENV = "MMZERO_METRICS_ADDRESS"
-"""Address the stage's `/metrics` listens on (default 0.0.0.0; `::` for IPv6)."""
-METRICS_LINGER_ENV = "MMZERO_METRICS_LINGER_SECONDS"
-"""Seconds a finished stage keeps serving /metrics (the operator sets one scrape interval)."""
-PUSHGATEWAY_ENV = "MMZERO_PUSHGATEWAY_URL"
-"""Pushgateway a stage pushes its metrics to when it ends, if set (the chart's option)."""
 SERVE_TOKEN_ENV = "MMZERO_SERVE_TOKEN"
 """Bearer token `mmzero serve` requires when set (from a Secret on a cluster)."""
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -109,7 +108,7 @@ def _plan(args: argparse.Namespace) -> int:
     for stage in stages:
         inputs = ", ".join(f"{purpose}={key}" for purpose, key in stage.inputs)
         after = ", ".join(stage.depends_on) or "-"
-        gpus = stage.pods[0].gpus if stage.pods else 0
+        gpus = stage.main.gpus
         rates = calibrated or (roofline(run.spec, shape, gpus) if shape and gpus else None)  # type: ignore[arg-type]
         estimate = stage_seconds(stage_work(run.spec, stage), rates) if rates else None
         if estimate is None:
@@ -327,11 +326,10 @@ def _stage(args: argparse.Namespace) -> int:
             int(os.environ.get(METRICS_PORT_ENV) or 0),
             os.environ.get(METRICS_ADDRESS_ENV) or "0.0.0.0",
         )
-    logs = directory / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    rank = "" if ranks.leader else f".rank{ranks.rank}"
-    shard = "" if args.shards == 1 else f".shard{args.shard:03d}"
-    log_file = logs / f"i{args.iteration}-{args.kind}{rank}{shard}.log"
+    log_key = log_name(stage_name(args.iteration, args.kind), ranks.rank,
+                       None if args.shards == 1 else args.shard)  # fmt: skip
+    log_file = directory / log_key
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
@@ -351,7 +349,7 @@ def _stage(args: argparse.Namespace) -> int:
             if args.shards > 1:  # each shard its own group: one push must not replace another
                 group["index"] = str(args.shard)
             prometheus.push(gateway, group)
-        _keep_log(store, handler, log_file)
+        _keep_log(store, handler, log_file, log_key)
     if manifest is None and args.shards > 1:
         print(f"stage i{args.iteration}-{args.kind}: shard {args.shard} of {args.shards} done")
         return 0
@@ -365,15 +363,15 @@ def _stage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keep_log(store: Any, handler: logging.Handler, log_file: Path) -> None:
-    """The stage's log into the store (`logs/<file>`: a pod's disk goes with it, and there is
+def _keep_log(store: Any, handler: logging.Handler, log_file: Path, key: str) -> None:
+    """The stage's log into the store (at `key`: a pod's disk goes with it, and there is
     no kubelet log API to rely on); a store that does not answer does not hide the stage's own
     outcome."""
     from mmzero_runtime.storage.errors import StoreError
 
     handler.flush()
     try:
-        store.upload_file(f"logs/{log_file.name}", log_file)
+        store.upload_file(key, log_file)
     except (StoreError, OSError) as error:
         print(f"warning: the stage's log stays in {log_file}: {error}", file=sys.stderr)
 
@@ -406,7 +404,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _init_tiny(args: argparse.Namespace) -> int:
-    from mmzero_runtime.models.warmstart import init_tiny
+    from mmzero_runtime.warmstart.build import init_tiny
 
     path = init_tiny(force=args.force)
     print(f"tiny model ready: {path}")

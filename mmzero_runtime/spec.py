@@ -744,11 +744,6 @@ class ResourcesSpec(_Spec):
     )
     """Batch generation and labelling shards (reference: one process per GPU, 8)."""
 
-    render: PodResourcesSpec = Field(
-        default_factory=lambda: PodResourcesSpec(gpus=0, cpu="8", memory="8Gi", replicas=1)
-    )
-    """The render service (no GPU)."""
-
 
 class StorageSpec(_Spec):
     """Where artifacts (data, checkpoints, manifests) live."""

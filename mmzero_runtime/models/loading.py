@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConf
 
 from mmzero_runtime.models.errors import ModelError
 from mmzero_runtime.models.processor import ImageOnlyQwenVLProcessor, load_processor
-from mmzero_runtime.models.warmstart import TINY_REF, cached_tiny_dir
+from mmzero_runtime.models.tiny_cache import TINY_REF, cached_tiny_dir
 from mmzero_runtime.spec import ImageSpec, user_path
 
 log = logging.getLogger(__name__)

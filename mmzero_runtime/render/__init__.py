@@ -6,7 +6,6 @@ instead (`open_renderer` picks one). Reference §4, defects §13.14 and §13.17 
 """
 
 import logging
-import os
 
 from mmzero_runtime.render.errors import (
     BlockedResourceError,
@@ -23,23 +22,23 @@ from mmzero_runtime.spec import ImageSpec, RenderSpec
 
 log = logging.getLogger(__name__)
 
-RENDER_URL_ENV = "MMZERO_RENDER_URL"
-"""Base URL of the render service; set in stage pods when the cluster has one."""
-RENDER_TOKEN_ENV = "MMZERO_RENDER_TOKEN"
 
-
-def open_renderer(render: RenderSpec, image: ImageSpec, workdir: str) -> BatchRenderer:
-    """The render service named by `$MMZERO_RENDER_URL`, else a local sandbox pool."""
-    url = os.environ.get(RENDER_URL_ENV)
+def open_renderer(
+    render: RenderSpec,
+    image: ImageSpec,
+    workdir: str,
+    service: tuple[str | None, str | None] = (None, None),
+) -> BatchRenderer:
+    """The render service at `service` (URL, token) when it has a URL, else a local sandbox
+    pool."""
+    url, token = service
     if url:
         log.info("rendering through the render service url=%s", url)
-        return HTTPRenderer(url, token=os.environ.get(RENDER_TOKEN_ENV) or None)
+        return HTTPRenderer(url, token=token)
     return Renderer(render, image, workdir)
 
 
 __all__ = [
-    "RENDER_TOKEN_ENV",
-    "RENDER_URL_ENV",
     "BatchRenderer",
     "BlockedResourceError",
     "DuplicateIdError",

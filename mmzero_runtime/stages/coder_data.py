@@ -7,7 +7,6 @@ from dataclasses import asdict
 
 from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.filters import coder_data_filter
-from mmzero_runtime.render import open_renderer
 from mmzero_runtime.roles import Proposal
 from mmzero_runtime.stages import keys
 from mmzero_runtime.stages.context import StageContext
@@ -37,7 +36,7 @@ def run(ctx: StageContext) -> StageOutput:
         ctx.model_digest("coder"),
         ctx.spec.roles.coder.max_prompt_tokens,
     )
-    with open_renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render")) as renderer:
+    with ctx.renderer() as renderer:
         drawings = draw(
             ctx,
             coder,

@@ -12,11 +12,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmzero_runtime.render import BatchRenderer, open_renderer
 from mmzero_runtime.rewards.outcomes import FailureLedger
 from mmzero_runtime.seeds import derive_seed
 from mmzero_runtime.spec import MMZeroRun, RunSpec
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.keys import producer_prefix
+from mmzero_runtime.stages.launch import render_service
 from mmzero_runtime.stages.plan import Stage
 from mmzero_runtime.stages.ranks import Ranks, from_environment
 from mmzero_runtime.stages.shards import Shard, shard_prefix
@@ -57,6 +59,12 @@ class StageContext:
         path = self.store.root / WORK_DIR / self._scratch_name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def renderer(self) -> BatchRenderer:
+        """The render service the executor named (`launch.RENDER_URL_ENV`), else a sandbox
+        pool working in the scratch directory."""
+        workdir = str(self.workdir / "render")
+        return open_renderer(self.spec.render, self.spec.image, workdir, render_service())
 
     def seed(self, *parts: object) -> int:
         """Seed of one random choice of this stage: (run seed, iteration, stage, *parts)."""

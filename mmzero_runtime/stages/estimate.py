@@ -3,8 +3,7 @@
 A trainer group holds the trained role (`models.footprint.trainer_footprint`, sharded with
 ZeRO-3 over its GPUs when it has more than one) and generates its own rollouts; a server or
 generation group holds each model it loads (one after another: the largest counts) and the KV
-cache of one generation batch; the render group holds no model. Bytes per parameter: 2 on
-GPUs (bf16), 4 on CPU (fp32).
+cache of one generation batch. Bytes per parameter: 2 on GPUs (bf16), 4 on CPU (fp32).
 """
 
 from __future__ import annotations
@@ -41,8 +40,6 @@ class GroupEstimate:
 
 def _tokens(spec: RunSpec, group: PodGroup) -> int:
     """Longest sequence the group generates (prompt + response)."""
-    if group.role is None:
-        return 0
     grpo = getattr(spec.roles, group.role)
     return int(grpo.max_prompt_tokens + grpo.max_response_tokens)
 
@@ -50,8 +47,6 @@ def _tokens(spec: RunSpec, group: PodGroup) -> int:
 def group_estimate(spec: RunSpec, group: PodGroup, shape: ModelShape) -> GroupEstimate:
     """The memory of one pod of `group`."""
     bytes_per = 2 if group.gpus else 4
-    if group.component == "render" or group.role is None:
-        return GroupEstimate(group, Footprint({}))
     kv = generation_footprint(
         shape,
         sequences=GENERATION_BATCH,

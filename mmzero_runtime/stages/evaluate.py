@@ -21,7 +21,6 @@ from typing import Any
 from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.generation.base import GenerationRequest
 from mmzero_runtime.models.procedural import HELD_OUT_OFFSET, generate_items
-from mmzero_runtime.render import open_renderer
 from mmzero_runtime.rewards.grading import Grader
 from mmzero_runtime.roles import build_solver_messages, check_format, extract_boxed
 from mmzero_runtime.spec import JudgeSpec, user_path
@@ -72,7 +71,7 @@ def _held_out(ctx: StageContext, output: StageOutput) -> tuple[list[BenchmarkIte
     items = generate_items(spec.evaluation.held_out_items, seed=spec.seed, offset=HELD_OUT_OFFSET)
     images = ctx.workdir / "images"
     images.mkdir(parents=True, exist_ok=True)
-    with open_renderer(spec.render, spec.image, str(ctx.workdir / "render")) as renderer:
+    with ctx.renderer() as renderer:
         rendered = {r.id: r for r in renderer.render_many([(i.id, i.svg) for i in items])}
         prometheus.observe_renders(r.reason for r in rendered.values())
     questions, about = [], {}

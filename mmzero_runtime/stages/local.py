@@ -17,10 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmzero_runtime.alarms import Alarm, collect, evaluate, stops
+from mmzero_runtime.alarms import Alarm, evaluate, stops
 from mmzero_runtime.models.fit import check_fit
 from mmzero_runtime.spec import MMZeroRun, load_run, parse_run
+from mmzero_runtime.stages import launch
+from mmzero_runtime.stages.context import WORK_DIR
 from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.grpo_loop import STEPS_DIR
 from mmzero_runtime.stages.keys import BASE_MODEL, RUN_FILE, RUN_MANIFEST
 from mmzero_runtime.stages.plan import STAGE_KINDS, Stage, all_stages, plan
 from mmzero_runtime.stages.runner import open_store, pin_run, versions
@@ -39,18 +42,13 @@ def spec_hash(run: MMZeroRun) -> str:
 
 def finished(run: MMZeroRun, store: ArtifactStore) -> list[str]:
     """Names of the stages whose manifest exists."""
-    return [s.name for s in all_stages(run.spec) if read_manifest(store, s.output) is not None]
+    return [s.name for s in launch.finished(run.spec, store)]
 
 
 def run_alarms(run: MMZeroRun, store: ArtifactStore) -> list[Alarm]:
     """The alarms the finished stages' health figures fire under the run's `spec.health`."""
-    done = set(finished(run, store))
-    stages = [(s.name, s.output) for s in all_stages(run.spec) if s.name in done]
-
-    def read(key: str) -> bytes | None:
-        return store.read_bytes(key) if store.exists(key) else None
-
-    return evaluate(run.spec.health, collect(stages, read))
+    done = launch.finished(run.spec, store)
+    return evaluate(run.spec.health, launch.health_figures(store, done))
 
 
 def check_alarms(run: MMZeroRun, store: ArtifactStore, told: set[str]) -> None:
@@ -96,25 +94,12 @@ def write_run_manifest(run: MMZeroRun, store: ArtifactStore) -> dict[str, Any]:
 
 
 def _run_child(stage: Stage, directory: Path, device: str) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "mmzero_runtime.cli",
-        "stage",
-        stage.kind,
-        "--spec",
-        str(directory / RUN_FILE),
-        "--iteration",
-        str(stage.iteration),
-        "--run-dir",
-        str(directory),
-        "--device",
-        device,
-    ]
+    """The stage as one whole process (a cluster's shards and nodes are one process here)."""
+    args = launch.stage_args(stage, str(directory / RUN_FILE), str(directory))
     started = time.monotonic()
-    code = subprocess.call(command)
+    code = subprocess.call([sys.executable, "-m", "mmzero_runtime.cli", *args, "--device", device])
     if code != 0:
-        log_file = directory / "logs" / f"{stage.name}.log"
+        log_file = directory / launch.log_name(stage.name)
         raise StageError(
             f"stage {stage.name} failed with exit status {code} after "
             f"{time.monotonic() - started:.0f} s; its message is above (and in {log_file}). "
@@ -170,7 +155,7 @@ def status_lines(directory: Path) -> list[str]:
     lines = [f"run {run.metadata.name}: {len(done)}/{len(all_stages(run.spec))} stages done"]
     for stage in all_stages(run.spec):
         state = "done" if stage.name in done else "ready" if stage.name in ready else "waiting"
-        scratch = directory / ".work" / stage.name / "steps"
+        scratch = directory / WORK_DIR / stage.name / STEPS_DIR
         if state == "ready" and scratch.is_dir():
             steps = len(list(scratch.glob("step-*.jsonl")))
             state = f"started ({steps} step(s) checkpointed)"

@@ -17,7 +17,7 @@ from typing import Any
 
 from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.generation.base import GenerationRequest, GenerationResult, Generator, Progress
-from mmzero_runtime.render import BatchRenderer, open_renderer
+from mmzero_runtime.render import BatchRenderer
 from mmzero_runtime.rewards.grading import Grader
 from mmzero_runtime.rewards.judgement import SolverAnswers
 from mmzero_runtime.roles import (
@@ -31,6 +31,7 @@ from mmzero_runtime.roles.coder import Extraction
 from mmzero_runtime.spec import SamplingSpec
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.launch import server_env
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ def open_generator(ctx: StageContext, model_dir: Path, digest: str, max_prompt_t
     )
 
 
-SERVER_ENV_PREFIX = "MMZERO_SERVER_"
-"""`MMZERO_SERVER_<PURPOSE>`: the URL of a served frozen role (the operator sets it)."""
 SERVER_WAIT_SECONDS = 1800
 """How long a stage waits for a served frozen role that is still loading or restarting."""
 
@@ -68,7 +67,7 @@ def frozen_generator(ctx: StageContext, purpose: str, max_prompt_tokens: int) ->
     """The frozen role of input `purpose`: its server when `MMZERO_SERVER_<PURPOSE>` names one
     (checked to hold the same checkpoint), else loaded in this process."""
     digest = ctx.model_digest(purpose)
-    url = os.environ.get(SERVER_ENV_PREFIX + purpose.upper())
+    url = os.environ.get(server_env(purpose))
     if url:
         from mmzero_runtime.generation.http import HTTPGenerator
 
@@ -123,7 +122,7 @@ class RewardServices:
             for purpose, limit in frozen.items()
             if leader
         }
-        self.renderer = open_renderer(ctx.spec.render, ctx.spec.image, str(ctx.workdir / "render"))
+        self.renderer = ctx.renderer()
         self.grader = Grader(ctx.spec.grading)
 
     def __enter__(self) -> RewardServices:

@@ -28,12 +28,12 @@ StageKind = Literal[
     "evaluate",
 ]
 STAGE_KINDS: tuple[StageKind, ...] = get_args(StageKind)
+"""Every stage kind, in the order they run within an iteration."""
 SHARDED_KINDS: tuple[StageKind, ...] = ("propose", "coder-data", "solver-data")
 """Batch stages whose items are independent, so `resources.generation.replicas` pods each do a
 block of them (`stages/shards.py`); evaluation runs as one pod."""
-"""Every stage kind, in the order they run within an iteration."""
 
-Component = Literal["trainer", "server", "generation", "render"]
+Component = Literal["trainer", "server", "generation"]
 
 
 @dataclass(frozen=True)
@@ -41,18 +41,29 @@ class PodGroup:
     """A set of identical pods a stage needs: its trainer or workers, or a frozen-role server."""
 
     component: Component
-    role: Role | None
-    """The role whose model the pods load, None for the render service."""
+    role: Role
+    """The role whose model the pods load."""
     models: tuple[str, ...]
-    """Artifact keys of the checkpoints the pods load, one after another (none for render)."""
+    """Artifact keys of the checkpoints the pods load, one after another."""
     gpus: int
+    """GPUs per pod."""
     cpu: str
     memory: str
     replicas: int
+    """Pods: nodes of a trainer, shards of a batch stage, servers of a frozen role."""
 
     @property
     def total_gpus(self) -> int:
         return self.gpus * self.replicas
+
+
+@dataclass(frozen=True)
+class Server(PodGroup):
+    """Frozen-role servers a stage asks while it runs (`mmzero serve` on a checkpoint)."""
+
+    purpose: str
+    """The stage input they serve, which names the stage's variable for their URL
+    (`launch.server_env`): `coder`, `solver`, or `judge`."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +82,20 @@ class Stage:
     """Artifact prefix the stage writes; its manifest is `output/MANIFEST.json`."""
     depends_on: tuple[str, ...]
     """Names of the stages whose manifests must exist first."""
-    pods: tuple[PodGroup, ...]
-    """Pods the stage needs while it runs."""
+    main: PodGroup
+    """The pods that run `mmzero stage`: its trainer, or its generation workers."""
+    shards: int
+    """Blocks a batch stage's items split into, one `main` pod each (`stages/shards.py`); 1
+    for a stage that runs whole."""
+    nodes: int
+    """Nodes a trainer spans, one `main` pod each, started and failed as one gang; 1 else."""
+    servers: tuple[Server, ...]
+    """Frozen-role servers the stage asks while it runs."""
+
+    @property
+    def pods(self) -> tuple[PodGroup, ...]:
+        """Every pod group the stage needs while it runs."""
+        return (self.main, *self.servers)
 
     @property
     def manifest(self) -> str:
@@ -89,11 +112,15 @@ def stage_name(iteration: int, kind: StageKind) -> str:
 
 
 def _pods(
-    component: Component, role: Role | None, models: tuple[str, ...], resources: PodResourcesSpec
+    component: Component, role: Role, models: tuple[str, ...], resources: PodResourcesSpec
 ) -> PodGroup:
-    return PodGroup(
-        component, role, models, resources.gpus, resources.cpu, resources.memory, resources.replicas
-    )
+    r = resources
+    return PodGroup(component, role, models, r.gpus, r.cpu, r.memory, r.replicas)
+
+
+def _server(role: Role, model: str, resources: PodResourcesSpec, purpose: str) -> Server:
+    r = resources
+    return Server("server", role, (model,), r.gpus, r.cpu, r.memory, r.replicas, purpose)
 
 
 def _prev(kind: StageKind, iteration: int) -> tuple[str, ...]:
@@ -116,14 +143,14 @@ def iteration_stages(spec: RunSpec, i: int) -> list[Stage]:
         ckpt("coder", i - 1),
         ckpt("solver", i - 1),
     )
-    render = _pods("render", None, (), res.render)
 
     def stage(
         kind: StageKind,
         role: Role | None,
         inputs: dict[str, str],
         deps: Iterable[str],
-        *pods: PodGroup,
+        main: PodGroup,
+        *servers: Server,
     ) -> Stage:
         return Stage(
             stage_name(i, kind),
@@ -133,7 +160,10 @@ def iteration_stages(spec: RunSpec, i: int) -> list[Stage]:
             tuple(inputs.items()),
             keys.stage_prefix(i, kind),
             tuple(sorted(set(deps))),
-            pods,
+            main,
+            shards=main.replicas if kind in SHARDED_KINDS else 1,
+            nodes=main.replicas if main.component == "trainer" else 1,
+            servers=servers,
         )
 
     return [
@@ -143,9 +173,8 @@ def iteration_stages(spec: RunSpec, i: int) -> list[Stage]:
             {"init": ckpt("proposer", i - 1), "coder": coder_prev, "solver": solver_prev},
             [*_prev("proposer-grpo", i), *_prev("coder-grpo", i), *_prev("solver-grpo", i)],
             _pods("trainer", "proposer", (ckpt("proposer", i - 1),), res.proposer_trainer),
-            _pods("server", "coder", (coder_prev,), res.coder_server),
-            _pods("server", "solver", (solver_prev,), res.solver_server),
-            render,
+            _server("coder", coder_prev, res.coder_server, "coder"),
+            _server("solver", solver_prev, res.solver_server, "solver"),
         ),
         stage(
             "propose",
@@ -160,7 +189,6 @@ def iteration_stages(spec: RunSpec, i: int) -> list[Stage]:
             {"proposals": _data(i, "propose", keys.PROPOSALS_FOR_CODER), "coder": coder_prev},
             [stage_name(i, "propose"), *_prev("coder-grpo", i)],
             _pods("generation", "coder", (coder_prev,), res.generation),
-            render,
         ),
         stage(
             "coder-grpo",
@@ -172,8 +200,7 @@ def iteration_stages(spec: RunSpec, i: int) -> list[Stage]:
             },
             [stage_name(i, "coder-data"), *_prev("coder-grpo", i), *_prev(judge_stage, i)],
             _pods("trainer", "coder", (coder_prev,), res.coder_trainer),
-            _pods("server", judge, (ckpt(judge, i - 1),), res.judge_server),
-            render,
+            _server(judge, ckpt(judge, i - 1), res.judge_server, "judge"),
         ),
         stage(
             "solver-data",
@@ -186,7 +213,6 @@ def iteration_stages(spec: RunSpec, i: int) -> list[Stage]:
             [stage_name(i, "propose"), stage_name(i, "coder-grpo"), *_prev("solver-grpo", i)],
             # the same shards first draw with the new Coder, then label with the previous Solver
             _pods("generation", "solver", (ckpt("coder", i), solver_prev), res.generation),
-            render,
         ),
         stage(
             "solver-grpo",

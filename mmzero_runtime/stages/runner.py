@@ -8,11 +8,11 @@ message naming them.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -22,7 +22,18 @@ from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.alarms import HEALTH_FILE
 from mmzero_runtime.models.fit import check_fit
 from mmzero_runtime.spec import MUTABLE_AFTER_START, MMZeroRun, parse_run_file
-from mmzero_runtime.stages import keys, metrics
+from mmzero_runtime.stages import (
+    coder_data,
+    coder_grpo,
+    evaluate,
+    keys,
+    launch,
+    metrics,
+    propose,
+    proposer_grpo,
+    solver_data,
+    solver_grpo,
+)
 from mmzero_runtime.stages.context import StageContext
 from mmzero_runtime.stages.errors import StageError
 from mmzero_runtime.stages.health import health_bytes, stage_health
@@ -43,6 +54,18 @@ from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 log = logging.getLogger(__name__)
 
 VERSIONED = ("mmzero", "torch", "transformers", "cairosvg", "mathruler")
+
+KINDS: dict[StageKind, Callable[[StageContext], StageOutput | None]] = {
+    "proposer-grpo": proposer_grpo.run,
+    "propose": propose.run,
+    "coder-data": coder_data.run,
+    "coder-grpo": coder_grpo.run,
+    "solver-data": solver_data.run,
+    "solver-grpo": solver_grpo.run,
+    "evaluate": evaluate.run,
+}
+"""Each stage kind's module (its `run` returns None on a trainer's follower ranks, which
+publish nothing)."""
 
 
 def versions() -> dict[str, str]:
@@ -143,7 +166,7 @@ def run_stage(
     started = time.monotonic()
     if not shard.whole:
         return _run_shard(ctx, started)
-    output = _dispatch(ctx)
+    output = KINDS[kind](ctx)
     if output is None:  # a follower: the leader publishes
         return None
     failures = {f"{s}/{r}": n for (s, r), n in sorted(ctx.ledger.counts().items())}
@@ -155,7 +178,7 @@ def _run_shard(ctx: StageContext, started: float) -> Manifest | None:
     stage, shard, store = ctx.stage, ctx.shard, ctx.store
     prefix = shard_prefix(stage, shard)
     if read_manifest(store, prefix) is None:
-        output = _dispatch(ctx)
+        output = KINDS[stage.kind](ctx)
         assert output is not None  # only a trainer's follower ranks return None
         failures = {f"{s}/{r}": n for (s, r), n in sorted(ctx.ledger.counts().items())}
         output.commit({"stage": stage.name, "shard": shard.index, "shards": shard.count,
@@ -218,22 +241,11 @@ def _digest(ctx: StageContext, key: str) -> str:
     return f"sha256:{entry.sha256}" if entry else ctx.digest_of(key)
 
 
-def _dispatch(ctx: StageContext) -> StageOutput | None:
-    """Run the stage's module: `mmzero_runtime.stages.<kind with underscores>` (None: a
-    trainer's follower rank, which publishes nothing)."""
-    module = importlib.import_module(f"mmzero_runtime.stages.{ctx.stage.kind.replace('-', '_')}")
-    output: StageOutput | None = module.run(ctx)
-    return output
-
-
 def run_dir(run: MMZeroRun, root: Path | None = None) -> Path:
-    """The run's local directory: `<spec.storage.uri>/<metadata.name>` for a directory store;
-    for an S3 store, the download mirror `~/.cache/mmzero/mirror/<bucket>/<prefix>/<name>`."""
-    uri = run.spec.storage.uri
-    if uri.startswith("s3://"):
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        return cache / "mmzero" / "mirror" / uri.removeprefix("s3://") / run.metadata.name
-    return (root or Path.cwd()) / uri / run.metadata.name
+    """The run's directory on this machine (`launch.run_dir`): under `root` (the current
+    directory), or for an S3 store its mirror under `~/.cache/mmzero`."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mmzero"
+    return Path(launch.run_dir(run.spec, run.metadata.name, root or Path.cwd(), cache))
 
 
 def open_store(run: MMZeroRun, directory: Path) -> ArtifactStore:

@@ -10,7 +10,6 @@ from typing import Any
 
 from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.filters import solver_data_filter
-from mmzero_runtime.render import open_renderer
 from mmzero_runtime.rewards.grading import Grader, GradeTable
 from mmzero_runtime.rewards.labels import SolverCandidate, label_grade_requests, label_items
 from mmzero_runtime.stages import keys
@@ -39,7 +38,7 @@ def run(ctx: StageContext) -> StageOutput:
     )
     images = ctx.workdir / "images"
     probes = probe_items(ctx)
-    with open_renderer(spec.render, spec.image, str(ctx.workdir / "render")) as renderer:
+    with ctx.renderer() as renderer:
         probe_images = render_probes(ctx, renderer, probes, ctx.workdir / "probes")
         drawings = draw(
             ctx,

@@ -18,66 +18,45 @@ from typing import Any
 
 import yaml
 
+from mmzero_operator.names import (
+    JOB_NAME_LABEL,
+    LABEL_ATTEMPT,
+    LABEL_ITERATION,
+    LABEL_RUN,
+    LABEL_SERVER,
+    LABEL_STAGE,
+    MANAGED_BY,
+    QUEUE_LABEL,
+    job_name,
+    labels,
+    rendezvous_name,
+    server_name,
+    spec_config_name,
+)
 from mmzero_runtime.spec import API_VERSION, KIND, RunSpec
-from mmzero_runtime.stages import keys
-from mmzero_runtime.stages.plan import SHARDED_KINDS, PodGroup, Stage
+from mmzero_runtime.stages import keys, launch
+from mmzero_runtime.stages.plan import PodGroup, Stage
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 """libyaml's dumper when PyYAML has it: a reconcile writes the run file, 4x faster in C."""
 
-LABEL_RUN = "mmzero.dev/run"
-LABEL_ITERATION = "mmzero.dev/iteration"
-LABEL_STAGE = "mmzero.dev/stage"
-LABEL_ATTEMPT = "mmzero.dev/attempt"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "mmzero-operator", "app.kubernetes.io/name": "mmzero"}
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 METRICS_PORT = 9090
 GPU = "nvidia.com/gpu"
 SPEC_DIR = "/etc/mmzero"
-STORE_MOUNT = "/var/lib/mmzero"
-EXIT_USAGE = 2
-"""`mmzero stage` exits 2 for a usage or spec error: retrying cannot help."""
-
-
-def spec_config_name(run: str) -> str:
-    return f"{run}-spec"
-
-
-def job_name(run: str, stage: Stage, attempt: int) -> str:
-    """`<run>-<stage>` for the first attempt, `<run>-<stage>-a<N>` after (at most 63 chars:
-    the run name is at most 40)."""
-    base = f"{run}-{stage.name}"
-    return base if attempt == 1 else f"{base}-a{attempt}"
-
-
 SERVER_PORT = 8000
 VLLM_MODEL_DIR = "/models"
 """Where a vLLM server pod's init container exports the checkpoint it serves."""
-LABEL_SERVER = "mmzero.dev/server"
-_KIND_SHORT = {"proposer-grpo": "pg", "coder-grpo": "cg"}
-
-
-def server_name(run: str, stage: Stage, role: str) -> str:
-    """`<run>-i<N><pg|cg>-<role>`: at most 56 characters for a 40-character run name."""
-    return f"{run}-i{stage.iteration}{_KIND_SHORT.get(stage.kind, 'x')}-{role}"
 
 
 def servers(run: str, stage: Stage) -> list[tuple[str, str, PodGroup]]:
     """(name, input purpose, pod group) of each frozen-role server `stage` needs."""
-    found = []
-    for group in stage.pods:
-        if group.component != "server" or group.role is None:
-            continue
-        asked = [p for p, key in stage.inputs if key in group.models and p != "init"]
-        purpose = group.role if group.role in asked else asked[0]  # "judge" for the Coder
-        found.append((server_name(run, stage, group.role), purpose, group))
-    return found
+    return [(server_name(run, stage, s.role), s.purpose, s) for s in stage.servers]
 
 
 def server_env(run: str, stage: Stage) -> list[dict[str, str]]:
     """`MMZERO_SERVER_<PURPOSE>` for each server of `stage`: where its stage pod asks."""
     return [
-        {"name": f"MMZERO_SERVER_{purpose.upper()}", "value": f"http://{name}:{SERVER_PORT}"}
+        {"name": launch.server_env(purpose), "value": f"http://{name}:{SERVER_PORT}"}
         for name, purpose, _ in servers(run, stage)
     ]
 
@@ -94,11 +73,11 @@ def owner(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _metadata(body: dict[str, Any], name: str, labels: dict[str, str]) -> dict[str, Any]:
+def _metadata(body: dict[str, Any], name: str, stage_labels: dict[str, str]) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": body["metadata"]["namespace"],
-        "labels": {**MANAGED_BY, LABEL_RUN: body["metadata"]["name"], **labels},
+        "labels": {**labels(body["metadata"]["name"]), **stage_labels},
         "ownerReferences": [owner(body)],
     }
 
@@ -121,20 +100,13 @@ def spec_config_map(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_dir(spec: RunSpec, run: str) -> str:
-    """The stage's run directory: on the shared claim, or (S3) the pod's download mirror."""
-    uri = spec.storage.uri
-    if uri.startswith("s3://"):
-        return f"{STORE_MOUNT}/mirror/{run}"
-    return f"{STORE_MOUNT}/{uri.strip('/')}/{run}"
-
-
-STAGE_ENV_NAMES = ("MMZERO_RENDER_URL", "MMZERO_PUSHGATEWAY_URL")
-"""Operator environment passed on to every stage pod: where the cluster's shared services are
-(the chart sets the render service's URL and the Pushgateway's)."""
+    """A pod's run directory: on the shared claim, or (S3) the pod's download mirror."""
+    return str(launch.volume_run_dir(spec, run, launch.STORE_MOUNT))
 
 
 def with_stage_env(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """`job` with `env` added to its stage container (the operator's view of the cluster)."""
+    """`job` with `env` (`launch.STAGE_ENV_NAMES` from the operator's own environment: where
+    the cluster's shared services are) added to its stage container."""
     if env:
         container = job["spec"]["template"]["spec"]["containers"][0]
         container["env"].extend(
@@ -172,7 +144,7 @@ def _pod_spec(
         "resources": {"requests": dict(limits), "limits": limits},
         "volumeMounts": [
             {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
-            {"name": "store", "mountPath": STORE_MOUNT},
+            {"name": "store", "mountPath": launch.STORE_MOUNT},
         ],
         "env": env,
         "ports": ports,
@@ -207,47 +179,29 @@ def _pod_spec(
 
 RENDEZVOUS_PORT = 29400
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
-def rendezvous_name(job: str) -> str:
-    """The headless Service by which a multi-node trainer's pods find index 0: the Job's name
-    (with an `r` first for a run name that begins with a digit, since a Service's must not)."""
-    return job if job[0].isalpha() else f"r{job}"
-
-
-def _launcher(group: PodGroup, job: str) -> tuple[list[str], list[dict[str, Any]]]:
+def _launcher(stage: Stage, job: str) -> tuple[list[str], list[dict[str, Any]]]:
     """torchrun before `mmzero stage` for a trainer of several GPUs or nodes (one process per
     GPU), and its environment; across nodes, a static rendezvous at the pod of index 0 with
     each pod's node rank from its completion index (Kubeflow Trainer's torch layout)."""
-    if group.component != "trainer" or (group.gpus <= 1 and group.replicas == 1):
+    group = stage.main
+    if group.component != "trainer" or (group.gpus <= 1 and stage.nodes == 1):
         return [], []
     per_node = f"--nproc-per-node={max(group.gpus, 1)}"
-    if group.replicas == 1:
+    if stage.nodes == 1:
         return ["torchrun", "--standalone", per_node, "--no-python"], []
     launcher = [
-        "torchrun", f"--nnodes={group.replicas}", per_node, "--node-rank=$(MMZERO_NODE_RANK)",
+        "torchrun", f"--nnodes={stage.nodes}", per_node, f"--node-rank=$({launch.NODE_RANK_ENV})",
         f"--master-addr={job}-0.{rendezvous_name(job)}", f"--master-port={RENDEZVOUS_PORT}",
         "--no-python",
     ]  # fmt: skip
-    return launcher, [{"name": "MMZERO_NODE_RANK", "valueFrom": _completion_index()}]
+    return launcher, [{"name": launch.NODE_RANK_ENV, "valueFrom": _completion_index()}]
 
 
 def _completion_index() -> dict[str, Any]:
     """An indexed Job pod's index, as an environment variable's source."""
     return {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}
-
-
-def _shards(stage: Stage) -> int:
-    """Pods of a batch stage: `resources.generation.replicas` for one whose items are
-    independent (`SHARDED_KINDS`), else one."""
-    return stage.pods[0].replicas if stage.kind in SHARDED_KINDS else 1
-
-
-def _gang(group: PodGroup) -> bool:
-    """A trainer that spans nodes: an indexed Job of one pod per node that runs and fails as
-    one."""
-    return group.component == "trainer" and group.replicas > 1
 
 
 def stage_objects(
@@ -256,7 +210,7 @@ def stage_objects(
     """What one attempt of `stage` creates: its Job, after the headless Service of a trainer
     that spans nodes (owned by the run, like the Job; one per attempt, as the pods' DNS)."""
     job = stage_job(body, spec, stage, attempt)
-    if not _gang(stage.pods[0]):
+    if stage.nodes == 1:
         return [job]
     name = job["metadata"]["name"]
     labels = {k: v for k, v in job["metadata"]["labels"].items() if k != QUEUE_LABEL}
@@ -280,35 +234,34 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
     sharded batch stage an indexed Job of one pod per shard."""
     run = body["metadata"]["name"]
     cluster = spec.cluster
-    group = stage.pods[0]
     name = job_name(run, stage, attempt)
     labels = {
         LABEL_ITERATION: str(stage.iteration),
         LABEL_STAGE: stage.kind,
         LABEL_ATTEMPT: str(attempt),
     }
-    launcher, launcher_env = _launcher(group, name)
+    launcher, launcher_env = _launcher(stage, name)
     command = [
-        *launcher, "mmzero", "stage", stage.kind, "--spec", f"{SPEC_DIR}/run.yaml",
-        "--iteration", str(stage.iteration), "--run-dir", _run_dir(spec, run),
+        *launcher, launch.PROGRAM, *launch.stage_args(stage, f"{SPEC_DIR}/run.yaml",
+                                                      _run_dir(spec, run)),
+        # each pod one block of the items; the last to finish merges
+        *launch.shard_args(stage, f"$({launch.SHARD_ENV})"),
     ]  # fmt: skip
-    shards = _shards(stage)
-    if shards > 1:  # each pod one block of the items; the last to finish merges
-        command += ["--shards", str(shards), "--shard", "$(MMZERO_SHARD)"]
-        launcher_env = [{"name": "MMZERO_SHARD", "valueFrom": _completion_index()}]
+    if stage.shards > 1:
+        launcher_env = [{"name": launch.SHARD_ENV, "valueFrom": _completion_index()}]
     # The stage's Prometheus metrics; the chart's PodMonitor scrapes this port and adds the
     # run, iteration and stage labels from the pod's.
     env = [
-        {"name": "MMZERO_METRICS_ADDRESS", "value": "0.0.0.0"},
-        {"name": "MMZERO_METRICS_PORT", "value": str(METRICS_PORT)},
-        {"name": "MMZERO_METRICS_LINGER_SECONDS", "value": str(cluster.metrics_linger_seconds)},
+        {"name": launch.METRICS_ADDRESS_ENV, "value": "0.0.0.0"},
+        {"name": launch.METRICS_PORT_ENV, "value": str(METRICS_PORT)},
+        {"name": launch.METRICS_LINGER_ENV, "value": str(cluster.metrics_linger_seconds)},
         *server_env(run, stage),
         *launcher_env,
     ]
     ports = [{"name": "metrics", "containerPort": METRICS_PORT}]
-    if _gang(group):
+    if stage.nodes > 1:
         ports.append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT})
-    pod_spec = _pod_spec(run, spec, group, "stage", command, env, ports)
+    pod_spec = _pod_spec(run, spec, stage.main, "stage", command, env, ports)
     pod_spec["restartPolicy"] = "Never"
     metadata = _metadata(body, name, labels)
     if cluster.queue:
@@ -316,7 +269,11 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
     rules: list[dict[str, Any]] = [
         {
             "action": "FailJob",
-            "onExitCodes": {"containerName": "stage", "operator": "In", "values": [EXIT_USAGE]},
+            "onExitCodes": {
+                "containerName": "stage",
+                "operator": "In",
+                "values": [launch.EXIT_USAGE],
+            },
         }
     ]
     job_spec: dict[str, Any] = {
@@ -324,16 +281,17 @@ def stage_job(body: dict[str, Any], spec: RunSpec, stage: Stage, attempt: int) -
         "activeDeadlineSeconds": cluster.stage_deadline_seconds,
         "suspend": bool(cluster.queue),  # Kueue unsuspends it on admission
     }
-    if _gang(group):
+    if stage.nodes > 1:
         # One lost pod leaves the others blocked in a collective: the first failure (a
         # preemption included) fails the whole attempt, and the stage retries as a new one.
         job_spec.update(backoffLimit=0, completionMode="Indexed",
-                        completions=group.replicas, parallelism=group.replicas)  # fmt: skip
+                        completions=stage.nodes, parallelism=stage.nodes)  # fmt: skip
         pod_spec["subdomain"] = rendezvous_name(name)
-    elif shards > 1:
+    elif stage.shards > 1:
         # Each shard retries alone; the others keep their finished blocks.
         job_spec.pop("backoffLimit")
-        job_spec.update(completionMode="Indexed", completions=shards, parallelism=shards,
+        job_spec.update(completionMode="Indexed", completions=stage.shards,
+                        parallelism=stage.shards,
                         backoffLimitPerIndex=cluster.pod_retries)  # fmt: skip
         rules.append({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]})
     else:
@@ -359,7 +317,7 @@ def _longest_response(spec: RunSpec) -> int:
 
 
 def _serve_with_vllm(
-    pod_spec: dict[str, Any], spec: RunSpec, group: PodGroup, max_prompt_tokens: int
+    pod_spec: dict[str, Any], spec: RunSpec, group: PodGroup, max_prompt_tokens: int, run_dir: str
 ) -> None:
     """Turn a `mmzero serve` pod into `vllm serve`: an init container exports the checkpoint
     (checked against its manifest) and its digest into an emptyDir, and vLLM serves that
@@ -367,9 +325,9 @@ def _serve_with_vllm(
     (server,) = pod_spec["containers"]
     key = group.models[0]
     command = [
-        "mmzero", "export", f"{VLLM_MODEL_DIR}/model", "--spec", f"{SPEC_DIR}/run.yaml",
-        "--role", group.role or "solver", "--iteration", str(keys.checkpoint_iteration(key)),
-        "--run-dir", server["command"][server["command"].index("--run-dir") + 1],
+        launch.PROGRAM, "export", f"{VLLM_MODEL_DIR}/model", "--spec", f"{SPEC_DIR}/run.yaml",
+        "--role", group.role, "--iteration", str(keys.checkpoint_iteration(key)),
+        "--run-dir", run_dir,
         "--digest-file", f"{VLLM_MODEL_DIR}/digest",
     ]  # fmt: skip
     export = {
@@ -400,15 +358,12 @@ def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[di
     run = body["metadata"]["name"]
     objects = []
     for name, _, group in servers(run, stage):
-        labels = {
-            LABEL_ITERATION: str(stage.iteration),
-            LABEL_STAGE: stage.kind,
-            LABEL_SERVER: name,
-        }
-        role = getattr(spec.roles, group.role or "solver")
+        server_labels = labels(run, stage, server=name)
+        role = getattr(spec.roles, group.role)
+        run_dir = _run_dir(spec, run)
         command = [
-            "mmzero", "serve", "--spec", f"{SPEC_DIR}/run.yaml", "--key", group.models[0],
-            "--run-dir", _run_dir(spec, run), "--host", "0.0.0.0", "--port", str(SERVER_PORT),
+            launch.PROGRAM, "serve", "--spec", f"{SPEC_DIR}/run.yaml", "--key", group.models[0],
+            "--run-dir", run_dir, "--host", "0.0.0.0", "--port", str(SERVER_PORT),
             # the prompt limit the stage would apply in-process, so both ways agree
             "--max-prompt-tokens", str(role.max_prompt_tokens),
             "--max-tokens", str(_longest_response(spec)), "--device", "auto",
@@ -416,23 +371,22 @@ def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[di
         ports = [{"name": "http", "containerPort": SERVER_PORT}]
         pod_spec = _pod_spec(run, spec, group, "server", command, [], ports)
         if spec.cluster.server_backend == "vllm":
-            _serve_with_vllm(pod_spec, spec, group, role.max_prompt_tokens)
+            _serve_with_vllm(pod_spec, spec, group, role.max_prompt_tokens, run_dir)
         pod_spec["containers"][0]["readinessProbe"] = {
             "httpGet": {"path": "/health", "port": "http"},  # both servers answer it
             "periodSeconds": 10,
         }
-        pod_labels = {**MANAGED_BY, LABEL_RUN: run, **labels}
         objects.append(
             {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "metadata": _metadata(body, name, labels),
+                "metadata": _metadata(body, name, server_labels),
                 "spec": {
                     "replicas": group.replicas,
                     "selector": {"matchLabels": {LABEL_SERVER: name}},
                     "template": {
                         "metadata": {
-                            "labels": pod_labels,
+                            "labels": server_labels,
                             "annotations": dict(spec.cluster.pod_annotations),
                         },
                         "spec": pod_spec,
@@ -445,7 +399,7 @@ def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[di
             {
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "NetworkPolicy",
-                "metadata": _metadata(body, name, labels),
+                "metadata": _metadata(body, name, server_labels),
                 "spec": {
                     "podSelector": {"matchLabels": {LABEL_SERVER: name}},
                     "policyTypes": ["Ingress"],
@@ -462,7 +416,7 @@ def server_objects(body: dict[str, Any], spec: RunSpec, stage: Stage) -> list[di
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": _metadata(body, name, labels),
+                "metadata": _metadata(body, name, server_labels),
                 "spec": {
                     "selector": {LABEL_SERVER: name},
                     "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http"}],

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from mmzero_operator.generated import print_or_write
+from mmzero_operator.names import MAX_RUN_NAME
 from mmzero_runtime import spec as spec_module
 from mmzero_runtime.spec import API_GROUP, KIND, MUTABLE_AFTER_START, RunSpec
 
@@ -194,8 +195,9 @@ def crd() -> dict[str, Any]:
         },
         "x-kubernetes-validations": [
             {
-                "rule": "size(self.metadata.name) <= 40",
-                "message": "metadata.name must be at most 40 characters, so every child name fits",
+                "rule": f"size(self.metadata.name) <= {MAX_RUN_NAME}",
+                "message": f"metadata.name must be at most {MAX_RUN_NAME} characters, so every "
+                "child name fits",
             },
             {
                 "rule": "self.spec.iterations >= oldSelf.spec.iterations",

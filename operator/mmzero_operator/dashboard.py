@@ -16,8 +16,8 @@ CHART_DASHBOARD = Path("charts/mmzero/dashboards/mmzero.json")
 UID = "mmzero-overview"
 
 
-OPERATOR_METRICS = ("mmzero_operator_", "mmzero_runs", "mmzero_run_alarms", "mmzero_stage_jobs_")
-"""Name prefixes of the metrics the operator exports; the rest come from stage pods."""
+OPERATOR_PREFIX = "mmzero_operator_"
+"""The prefix of every metric the operator exports; the rest come from stage pods."""
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,17 @@ class Panel:
     @property
     def from_operator(self) -> bool:
         """True when the panel shows the operator's metrics, not the stages'."""
-        return any(prefix in self.query for prefix in OPERATOR_METRICS)
+        return OPERATOR_PREFIX in self.query
 
 
 RATE = "[$__rate_interval]"
 """Grafana's rate window: at least four scrape intervals."""
 
 PANELS = (
-    Panel("Runs by phase", "sum by (phase) (mmzero_runs)", "{{phase}}",
+    Panel("Runs by phase", "sum by (phase) (mmzero_operator_runs)", "{{phase}}",
           description="Runs the operator reconciles, by phase."),
     Panel("Stage Jobs created",
-          f"sum by (stage, retry) (increase(mmzero_stage_jobs_created_total{RATE}))",
+          f"sum by (stage, retry) (increase(mmzero_operator_stage_jobs_created_total{RATE}))",
           "{{stage}} retry={{retry}}", description="New stage Jobs; retry=true: later attempts."),
     Panel("Reconciles", f"sum by (result) (rate(mmzero_operator_reconcile_total{RATE}))",
           "{{result}}", "ops"),
@@ -76,7 +76,7 @@ PANELS = (
           "{{run}} {{stage}}", "bytes"),
     Panel("GPU memory peak", "max by (run, stage) (mmzero_gpu_memory_peak_bytes)",
           "{{run}} {{stage}}", "bytes", "Peak GPU memory of each stage process (0 on CPU)."),
-    Panel("Health alarms", "sum by (alarm) (mmzero_run_alarms)", "{{alarm}}",
+    Panel("Health alarms", "sum by (alarm) (mmzero_operator_run_alarms)", "{{alarm}}",
           description="Runs with each spec.health alarm firing (collapse, all_same_groups, "
           "label_accuracy, render_failures); the run's status.alarms says where and why."),
     Panel("Pseudo-label accuracy on probes",

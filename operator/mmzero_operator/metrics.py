@@ -14,8 +14,8 @@ from importlib import metadata
 
 from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
-from mmzero_operator.children import LABEL_ATTEMPT, LABEL_STAGE
 from mmzero_operator.crd import PHASES
+from mmzero_operator.names import LABEL_ATTEMPT, LABEL_STAGE
 from mmzero_operator.reconcile import Decision
 from mmzero_runtime.alarms import RULES
 
@@ -33,14 +33,17 @@ RECONCILE_SECONDS = Histogram(
 LAST_RECONCILE = Gauge(
     "mmzero_operator_last_reconcile_timestamp_seconds", "Unix time of the last finished reconcile."
 )
-RUNS = Gauge("mmzero_runs", "Runs this operator reconciles, by phase.", ["phase"])
+RUNS = Gauge("mmzero_operator_runs", "Runs this operator reconciles, by phase.", ["phase"])
 ALARMS = Gauge(
-    "mmzero_run_alarms", "Runs with a health alarm firing now, by alarm (spec.health).", ["alarm"]
+    "mmzero_operator_run_alarms",
+    "Runs with a health alarm firing now, by alarm (spec.health).",
+    ["alarm"],
 )
 JOBS_CREATED = Counter(
-    "mmzero_stage_jobs_created_total", "Stage Jobs created, by stage kind and whether a retry.",
+    "mmzero_operator_stage_jobs_created_total",
+    "Stage Jobs created, by stage kind and whether a retry.",
     ["stage", "retry"],
-)  # fmt: skip
+)
 API_REQUESTS = Counter(
     "mmzero_operator_api_requests_total",
     "Kubernetes API calls of the reconciles (not kopf's watches), by verb and resource.",
@@ -49,7 +52,7 @@ API_REQUESTS = Counter(
 BUILD = Info("mmzero_operator_build", "Version of the operator.")
 
 TRIGGERS = ("run", "timer", "job")
-"""What starts a reconcile (handlers.py); their error series exist from the start, at 0."""
+"""What starts a reconcile (`kube.reconcile`); their error series exist from the start, at 0."""
 
 _phases: dict[tuple[str, str], str] = {}
 _alarms: dict[tuple[str, str], set[str]] = {}

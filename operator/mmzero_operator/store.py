@@ -17,16 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmzero_runtime.alarms import collect
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages import launch
 from mmzero_runtime.storage.errors import StoreError
-from mmzero_runtime.storage.manifest import read_manifest
 from mmzero_runtime.storage.s3 import S3Store
 from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 
 STORE_ROOT_ENV = "MMZERO_STORE_ROOT"
-DEFAULT_STORE_ROOT = "/var/lib/mmzero"
 OPERATOR_RETRY_SECONDS = 5
 """How long one reconcile waits for an S3 store; the next reconcile tries again anyway."""
 
@@ -37,8 +34,8 @@ class StoreUnavailable(RuntimeError):
 
 def run_root(spec: RunSpec, run: str, root: str | None = None) -> Path:
     """The run's directory as the operator sees it (`<store root>/<storage.uri>/<run>`)."""
-    base = Path(root or os.environ.get(STORE_ROOT_ENV, DEFAULT_STORE_ROOT))
-    return base / spec.storage.uri.strip("/") / run
+    mount = root or os.environ.get(STORE_ROOT_ENV, launch.STORE_MOUNT)
+    return Path(launch.volume_run_dir(spec, run, mount))
 
 
 def run_store(
@@ -86,12 +83,12 @@ def store_view(
     """The finished stages of `run` and their health figures."""
     store = run_store(spec, run, root=root, secret=secret)
     try:
-        finished = [s for s in all_stages(spec) if read_manifest(store, s.output) is not None]
-        unread = [(s.name, s.output) for s in finished if (uid, s.name) not in _health_seen]
-        found = collect(unread, lambda key: store.read_bytes(key) if store.exists(key) else None)
+        finished = launch.finished(spec, store)
+        unread = [s for s in finished if (uid, s.name) not in _health_seen]
+        found = launch.health_figures(store, unread)
     except StoreError as error:
         raise StoreUnavailable(str(error)) from error
-    for name, _ in unread:
-        _health_seen[(uid, name)] = found.get(name, {})
+    for stage in unread:
+        _health_seen[(uid, stage.name)] = found.get(stage.name, {})
     health = {s.name: _health_seen[(uid, s.name)] for s in finished if _health_seen[(uid, s.name)]}
     return StoreView({s.name for s in finished}, health)

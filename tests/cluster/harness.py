@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from cluster import Cluster
 
-from mmzero_operator.children import LABEL_RUN
+from mmzero_operator.names import LABEL_RUN
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages.plan import all_stages
 from mmzero_runtime.storage.manifest import StageOutput

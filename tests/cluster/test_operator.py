@@ -34,8 +34,8 @@ from harness import (
     wait_phase,
 )
 
-from mmzero_operator.children import LABEL_RUN
 from mmzero_operator.crd import CHART_CRD
+from mmzero_operator.names import LABEL_RUN
 from mmzero_runtime.storage.s3 import S3Store
 
 pytestmark = pytest.mark.cluster
@@ -99,8 +99,9 @@ def test_run_goes_through_every_stage_in_order_and_succeeds(
 
     url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
     exported = urllib.request.urlopen(url, timeout=10).read().decode()
-    assert 'mmzero_runs{phase="Succeeded"} 1.0' in exported
-    assert 'mmzero_stage_jobs_created_total{retry="false",stage="evaluate"} 1.0' in exported
+    assert 'mmzero_operator_runs{phase="Succeeded"} 1.0' in exported
+    created = 'mmzero_operator_stage_jobs_created_total{retry="false",stage="evaluate"} 1.0'
+    assert created in exported
     assert "mmzero_operator_reconcile_duration_seconds_bucket" in exported
 
     time.sleep(3)  # a few more scrapes

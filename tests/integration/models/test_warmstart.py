@@ -14,7 +14,8 @@ import pytest
 
 from mmzero_runtime.models.loading import load_vlm, resolve_ref
 from mmzero_runtime.models.tiny import TINY_IMAGE
-from mmzero_runtime.models.warmstart import RECORD_NAME, TINY_REF, init_tiny
+from mmzero_runtime.models.tiny_cache import RECORD_NAME, TINY_REF
+from mmzero_runtime.warmstart.build import init_tiny
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,14 +14,10 @@ from typing import Any
 
 import pytest
 
-from mmzero_runtime.render import (
-    RENDER_URL_ENV,
-    HTTPRenderer,
-    Renderer,
-    open_renderer,
-)
+from mmzero_runtime.render import HTTPRenderer, Renderer, open_renderer
 from mmzero_runtime.render.remote import RenderServiceError
 from mmzero_runtime.spec import RunSpec
+from mmzero_runtime.stages.launch import RENDER_URL_ENV, render_service
 
 pytestmark = pytest.mark.integration
 
@@ -88,9 +84,10 @@ def test_stages_use_the_service_when_its_url_is_set(
 ) -> None:
     spec = RunSpec()
     monkeypatch.setenv(RENDER_URL_ENV, "http://render:8001")
-    assert isinstance(open_renderer(spec.render, spec.image, str(tmp_path)), HTTPRenderer)
+    service = render_service()
+    assert isinstance(open_renderer(spec.render, spec.image, str(tmp_path), service), HTTPRenderer)
     monkeypatch.delenv(RENDER_URL_ENV)
-    with open_renderer(spec.render, spec.image, str(tmp_path)) as local:
+    with open_renderer(spec.render, spec.image, str(tmp_path), render_service()) as local:
         assert isinstance(local, Renderer)
 
 

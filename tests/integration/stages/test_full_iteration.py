@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from mmzero_runtime.models.warmstart import init_tiny
 from mmzero_runtime.spec import load_run
 from mmzero_runtime.stages import metrics
 from mmzero_runtime.stages.plan import STAGE_KINDS, all_stages
 from mmzero_runtime.storage.manifest import read_manifest, verify
 from mmzero_runtime.storage.records import read_records
 from mmzero_runtime.storage.store import LocalStore
+from mmzero_runtime.warmstart.build import init_tiny
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "run.yaml"

@@ -12,7 +12,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from mmzero_runtime.models.errors import ModelError
 from mmzero_runtime.models.loading import LoadedVLM, load_vlm, resolve_ref
 from mmzero_runtime.models.tiny import TINY_IMAGE
-from mmzero_runtime.models.warmstart import CACHE_ENV, TINY_REF
+from mmzero_runtime.models.tiny_cache import CACHE_ENV, TINY_REF
 
 
 def test_load_vlm_tiny_dir_fp32_on_cpu_with_budget(tiny_vlm: LoadedVLM) -> None:

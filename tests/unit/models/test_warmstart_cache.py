@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
-from mmzero_runtime.models import warmstart
-from mmzero_runtime.models.warmstart import (
+from mmzero_runtime.models import tiny_cache
+from mmzero_runtime.models.tiny_cache import (
     RECORD_NAME,
     WarmStartConfig,
     cache_key,
     cached_tiny_dir,
-    init_tiny,
 )
+from mmzero_runtime.warmstart import build
+from mmzero_runtime.warmstart.build import init_tiny
 
 
 class Boom(RuntimeError):
@@ -46,7 +47,7 @@ def test_init_tiny_second_call_returns_cached_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[Path] = []
-    monkeypatch.setattr(warmstart, "warm_start", _fake_warm_start(calls))
+    monkeypatch.setattr(build, "warm_start", _fake_warm_start(calls))
     first = init_tiny(tmp_path)
     second = init_tiny(tmp_path)
     assert first == second == tmp_path / "tiny" / cache_key()
@@ -57,7 +58,7 @@ def test_init_tiny_second_call_returns_cached_dir(
 
 def test_init_tiny_force_rebuilds_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Path] = []
-    monkeypatch.setattr(warmstart, "warm_start", _fake_warm_start(calls))
+    monkeypatch.setattr(build, "warm_start", _fake_warm_start(calls))
     first = init_tiny(tmp_path)
     assert init_tiny(tmp_path, force=True) == first
     assert len(calls) == 2
@@ -71,7 +72,7 @@ def test_init_tiny_killed_build_leaves_no_model(
         (out_dir / "model.safetensors").write_bytes(b"half")
         raise Boom("killed mid-build")
 
-    monkeypatch.setattr(warmstart, "warm_start", dies)
+    monkeypatch.setattr(build, "warm_start", dies)
     with pytest.raises(Boom):
         init_tiny(tmp_path)
     assert cached_tiny_dir(tmp_path) is None
@@ -81,15 +82,15 @@ def test_init_tiny_killed_build_leaves_no_model(
 def test_tiny_cache_root_env_overrides_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(warmstart.CACHE_ENV, str(tmp_path))
-    assert warmstart.tiny_cache_root() == tmp_path / "tiny"
+    monkeypatch.setenv(tiny_cache.CACHE_ENV, str(tmp_path))
+    assert tiny_cache.tiny_cache_root() == tmp_path / "tiny"
 
 
 def test_init_tiny_removes_directory_of_killed_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a SIGKILLed build cannot clean up; its pid is in the directory name, and it is gone
-    monkeypatch.setattr(warmstart, "warm_start", _fake_warm_start([]))
+    monkeypatch.setattr(build, "warm_start", _fake_warm_start([]))
     stale = tmp_path / "tiny" / ".abc.building-999999999-x"
     stale.mkdir(parents=True)
     (stale / "model.safetensors").write_bytes(b"half")

@@ -88,8 +88,8 @@ def test_coder_judge_follows_the_spec_option(judge: str, expected: str) -> None:
     spec = RunSpec(iterations=2, rewards=RewardsSpec(coder=CoderRewardSpec(judge=judge)))  # type: ignore[arg-type]
     coder = _by_name(spec)["i2-coder-grpo"]
     assert _inputs(coder)["judge"] == expected
-    judge_pods = [p for p in coder.pods if p.component == "server"]
-    assert judge_pods[0].models == (expected,)
+    (server,) = coder.servers
+    assert (server.purpose, server.models) == ("judge", (expected,))
 
 
 def test_every_input_comes_from_a_direct_dependency_or_the_base_model() -> None:

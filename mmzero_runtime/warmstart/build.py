@@ -1,8 +1,7 @@
 """`init_tiny`: build the tiny Qwen2-VL, warm-start it on procedural examples, cache it.
 
-The cache directory is named by a hash of everything that determines the result (generator
-version, role prompts, tokenizer and model config, training settings, seed, library versions),
-so a second call returns at once and a changed input builds a new model. The model is built
+The cache directory is named by `models.tiny_cache.cache_key`, so a second call returns at once
+and a changed input builds a new model. The model is built
 in a temporary sibling directory and renamed into place, so a killed build leaves nothing
 half-written; `warmstart.json` beside the weights records what the warm start measured.
 """
@@ -11,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +18,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,91 +26,23 @@ import torch
 import transformers
 from transformers import AutoModelForImageTextToText
 
-from mmzero_runtime import roles
 from mmzero_runtime.models import sft, tiny
 from mmzero_runtime.models.inputs import encode
-from mmzero_runtime.models.probe import probe
 from mmzero_runtime.models.procedural import GENERATOR_VERSION, generate_items
 from mmzero_runtime.models.processor import load_processor
+from mmzero_runtime.models.tiny_cache import (
+    RECORD_NAME,
+    TINY_REF,
+    TRAIN_THREADS,
+    WarmStartConfig,
+    cache_key,
+    tiny_cache_root,
+)
 from mmzero_runtime.render import Renderer
 from mmzero_runtime.spec import ImageSpec, RenderSpec
+from mmzero_runtime.warmstart.measure import probe
 
 log = logging.getLogger(__name__)
-
-TINY_REF = "builtin:tiny"
-"""The model reference that names the cached warm-started tiny model."""
-
-CACHE_ENV = "MMZERO_CACHE_DIR"
-"""Overrides the cache root (default `~/.cache/mmzero`)."""
-
-RECORD_NAME = "warmstart.json"
-
-TRAIN_THREADS = 1
-"""CPU threads of the warm start, fixed so results do not depend on the core count. One: the
-tiny model's matrices are too small to split well, and on a shared machine spinning OpenMP
-threads lose most of their time to other processes (benchmarks/RESULTS.md, generation)."""
-
-
-@dataclass(frozen=True)
-class WarmStartConfig:
-    """Settings of the supervised warm start (tiny-model-notes: AdamW 2e-3, 30 warm-up steps)."""
-
-    seed: int = 0
-    items: int = 2000
-    """Procedural training items (indices 0..items-1 of the seed's stream)."""
-    solver_items: int = 400
-    """Items rendered for Solver examples (two questions each)."""
-    render_workers: int = 2
-    steps: int = 800
-    """Optimizer steps; each step takes one batch of a single role (less padding)."""
-    batch_size: int = 8
-    learning_rate: float = 2e-3
-    warmup_steps: int = 30
-    """Linear warm-up, then cosine decay to 10 % of the peak."""
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    role_cycle: tuple[sft.Role, ...] = ("proposer", "coder", "solver", "coder", "proposer", "coder")
-    """Roles of consecutive batches: the Coder's long SVGs must render and get three in six, the
-    Proposer's six tags two; the Solver's format is learnt from one (a second Solver batch in
-    seven, 920 steps, measured Coder 29/52 against 43/56: benchmarks/RESULTS.md)."""
-    probe_proposals: int = 16
-    """Proposer samples measured after training (2 per seed topic)."""
-    coder_samples_per_proposal: int = 4
-    probe_solver_items: int = 16
-    """Held-out items whose easy and hard questions the Solver answers."""
-
-
-def tiny_cache_root(root: str | Path | None = None) -> Path:
-    """Where tiny models are cached: `root`, else $MMZERO_CACHE_DIR, else ~/.cache/mmzero."""
-    chosen = root or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mmzero"
-    return Path(chosen).expanduser() / "tiny"
-
-
-def cache_key(config: WarmStartConfig = WarmStartConfig()) -> str:
-    """A short hash of everything that determines the warm-started model."""
-    inputs: dict[str, Any] = {
-        "generator_version": GENERATOR_VERSION,
-        "prompts": [roles.PROPOSER_INSTRUCTION, roles.CODER_INSTRUCTION, roles.SOLVER_INSTRUCTION],
-        "special_tokens": [tiny.SPECIAL_TOKENS, tiny.THINK_TOKENS],
-        "chat_template": tiny.CHAT_TEMPLATE,
-        "tokenizer": [tiny.VOCAB_SIZE, tiny.CORPUS_ITEMS],
-        "text_config": tiny.TEXT_CONFIG,
-        "vision_config": tiny.VISION_CONFIG,
-        "image": tiny.TINY_IMAGE.model_dump(),
-        "warm_start": dataclasses.asdict(config),
-        "threads": TRAIN_THREADS,
-        "versions": [torch.__version__, transformers.__version__, tokenizers.__version__],
-    }
-    blob = json.dumps(inputs, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def cached_tiny_dir(
-    root: str | Path | None = None, config: WarmStartConfig = WarmStartConfig()
-) -> Path | None:
-    """The finished tiny model for `config`, or None when it has not been built."""
-    path = tiny_cache_root(root) / cache_key(config)
-    return path if (path / RECORD_NAME).is_file() else None
 
 
 def _token_stats(
@@ -134,8 +63,9 @@ def _token_stats(
     }
 
 
-def _settings(config: WarmStartConfig) -> sft.TrainSettings:
-    return sft.TrainSettings(
+def _phases(config: WarmStartConfig) -> list[sft.TrainSettings]:
+    """All three roles, then mostly the Solver (each phase with its own warm-up and decay)."""
+    mixed = sft.TrainSettings(
         steps=config.steps,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
@@ -145,6 +75,10 @@ def _settings(config: WarmStartConfig) -> sft.TrainSettings:
         role_cycle=config.role_cycle,
         seed=config.seed,
     )
+    solver = dataclasses.replace(
+        mixed, steps=config.solver_phase_steps, role_cycle=config.solver_phase_cycle
+    )
+    return [mixed, solver] if config.solver_phase_steps else [mixed]
 
 
 def warm_start(out_dir: Path, config: WarmStartConfig) -> dict[str, Any]:
@@ -166,7 +100,11 @@ def warm_start(out_dir: Path, config: WarmStartConfig) -> dict[str, Any]:
             for role, found in examples.items()
         }
         built = time.monotonic()
-        losses = sft.train(model, processor, examples, _settings(config), image_spec)
+        losses = [
+            loss
+            for phase in _phases(config)
+            for loss in sft.train(model, processor, examples, phase, image_spec)
+        ]
         model.save_pretrained(out_dir)
         trained = time.monotonic()
         result = probe(
@@ -266,13 +204,14 @@ def _remove_stale_builds(root: Path) -> None:
 def init_tiny(
     cache_root: str | Path | None = None,
     force: bool = False,
-    config: WarmStartConfig = WarmStartConfig(),
+    config: WarmStartConfig | None = None,
 ) -> Path:
     """The warm-started tiny model's directory, built (minutes) only when not cached or `force`.
 
     Built in a temporary directory beside the final one and renamed into place, so a killed
     build leaves no half model; `warmstart.json` in the directory holds the measurements.
     """
+    config = config or WarmStartConfig()
     root = tiny_cache_root(cache_root)
     key = cache_key(config)
     final = root / key
