@@ -64,7 +64,7 @@ def _accuracy(ctx: StageContext, grader: Grader, noise: float) -> list[dict[str,
 def test_label_noise_lowers_probe_accuracy_and_fires_the_label_alarm(tmp_path: Path) -> None:
     ctx = _context(tmp_path)
     items = probe_items(ctx)
-    assert len(items) == 32 and len({i.kind for i in items}) >= 3
+    assert len(items) == 32 and len({i.hard.answer for i in items}) == 4  # every bar count
     questions = probe_questions(items, {PROBE_PREFIX + i.id: tmp_path / "x.png" for i in items})
     assert len(questions) == 64  # easy and hard of every probe, as generated items are asked
     accuracy = {}
