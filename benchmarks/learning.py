@@ -34,7 +34,7 @@ from mmzero_runtime.models.procedural import HELD_OUT_OFFSET, generate_items
 from mmzero_runtime.render import Renderer
 from mmzero_runtime.roles import Proposal
 from mmzero_runtime.spec import load_run
-from mmzero_runtime.stages.evaluate import wilson
+from mmzero_runtime.stages.kinds.evaluate import wilson
 from mmzero_runtime.warmstart.measure import Share, probe_coder, probe_proposer, probe_solver
 
 ROOT = Path(__file__).resolve().parents[1]

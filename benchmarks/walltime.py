@@ -15,8 +15,13 @@ import argparse
 from pathlib import Path
 
 from mmzero_runtime.spec import load_run
-from mmzero_runtime.stages.plan import all_stages
-from mmzero_runtime.stages.walltime import calibrate, measured_seconds, stage_seconds, stage_work
+from mmzero_runtime.stages.graph.plan import all_stages
+from mmzero_runtime.stages.planning.walltime import (
+    calibrate,
+    measured_seconds,
+    stage_seconds,
+    stage_work,
+)
 
 
 def main() -> None:

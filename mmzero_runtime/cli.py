@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,16 +20,8 @@ from mmzero_runtime.models.errors import ModelError
 from mmzero_runtime.rewards.errors import RewardError
 from mmzero_runtime.spec import RunSpec, SpecError, json_schema, load_run, shown_path
 from mmzero_runtime.stages.errors import StageError
-from mmzero_runtime.stages.launch import (
-    EXIT_FAILED,
-    EXIT_USAGE,
-    METRICS_ADDRESS_ENV,
-    METRICS_LINGER_ENV,
-    METRICS_PORT_ENV,
-    PUSHGATEWAY_ENV,
-    log_name,
-)
-from mmzero_runtime.stages.plan import STAGE_KINDS, stage_name
+from mmzero_runtime.stages.graph.launch import EXIT_FAILED, EXIT_USAGE, LOG_FORMAT
+from mmzero_runtime.stages.graph.plan import STAGE_KINDS
 from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.training.errors import CheckpointError, TrainingError
 
@@ -39,7 +30,6 @@ DOMAIN_ERRORS = (StageError, StoreError, ModelError, RewardError, TrainingError,
 
 SERVE_TOKEN_ENV = "MMZERO_SERVE_TOKEN"
 """Bearer token `mmzero serve` requires when set (from a Secret on a cluster)."""
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _spec_validate(args: argparse.Namespace) -> int:
@@ -78,76 +68,13 @@ def _file_problem(error: OSError | ValueError, path: str) -> str:
     return " ".join(str(error).split()).removeprefix(f"{path}: ")
 
 
-def _shape(model: str) -> object | None:
-    """The base model's shape for memory estimates, when its config is on this machine."""
-    from mmzero_runtime.models.errors import ModelError
-    from mmzero_runtime.models.footprint import model_shape
-    from mmzero_runtime.models.loading import check_config, resolve_ref
-
-    try:
-        return model_shape(check_config(resolve_ref(model)))
-    except ModelError as error:
-        print(f"(no memory estimates: {error})")
-        return None
-
-
 def _plan(args: argparse.Namespace) -> int:
     run = load_run(args.file)  # a bad file is refused before the imports below (torch: seconds)
-    from mmzero_runtime.models.footprint import GIB
-    from mmzero_runtime.stages.estimate import stage_estimates
-    from mmzero_runtime.stages.plan import all_stages
-    from mmzero_runtime.stages.walltime import calibrate, roofline, stage_seconds, stage_work
+    from mmzero_runtime.stages.planning.summary import plan_summary
 
-    stages = all_stages(run.spec)
-    print(f"run {run.metadata.name}: {run.spec.iterations} iteration(s), {len(stages)} stages")
-    shape = _shape(run.spec.model)
-    calibrated = calibrate(Path(args.calibrate), run.spec) if args.calibrate else None
-    limit = run.spec.resources.gpu_memory_gib
-    too_big: list[str] = []
-    seconds, gpu_seconds, unknown = 0.0, 0.0, 0
-    for stage in stages:
-        inputs = ", ".join(f"{purpose}={key}" for purpose, key in stage.inputs)
-        after = ", ".join(stage.depends_on) or "-"
-        gpus = stage.main.gpus
-        rates = calibrated or (roofline(run.spec, shape, gpus) if shape and gpus else None)  # type: ignore[arg-type]
-        estimate = stage_seconds(stage_work(run.spec, stage), rates) if rates else None
-        if estimate is None:
-            unknown += 1
-        else:
-            seconds += estimate
-            gpu_seconds += estimate * stage.gpus
-        took = f"~{estimate / 60:.1f} min" if estimate is not None else "?"
-        print(f"{stage.name:<22} gpus={stage.gpus:<3} time={took:<10} after={after}")
-        print(f"{'':<22} in: {inputs}")
-        print(f"{'':<22} out: {stage.output}/")
-        if shape is None:
-            continue
-        for group_estimate in stage_estimates(run.spec, stage, shape):  # type: ignore[arg-type]
-            group = group_estimate.group
-            if not group_estimate.footprint.parts:
-                continue
-            per_gpu = group_estimate.per_gpu
-            where = f"{per_gpu / GIB:.1f} GiB/GPU" if per_gpu else "CPU"
-            name = f"{group.component}:{group.role}"
-            print(f"{'':<22} mem {name:<18} {where:<14} {group_estimate.footprint.describe()}")
-            if per_gpu and per_gpu > limit * GIB:
-                too_big.append(f"{stage.name} {name}: {per_gpu / GIB:.1f} GiB per GPU")
-    if unknown == len(stages):
-        print("wall time: unknown; the spec asks for no GPUs: pass --calibrate RUN_DIR, a run "
-              "finished on this machine, for estimates")  # fmt: skip
-    else:
-        source = calibrated.source if calibrated else "a roofline of H100s (stages/walltime.py)"
-        partial = f" ({unknown} stage(s) unknown)" if unknown else ""
-        print(f"wall time: ~{seconds / 3600:.2f} h, {gpu_seconds / 3600:.1f} GPU-hours{partial}; "
-              f"rates from {source}")  # fmt: skip
+    too_big = plan_summary(run, Path(args.calibrate) if args.calibrate else None, print)
     if too_big:
-        print(
-            f"error: estimated memory exceeds resources.gpu_memory_gib ({limit:g} GiB) for "
-            f"{len(too_big)} pod group(s): {'; '.join(too_big)}. Give the group more GPUs "
-            "(resources.*.gpus: a trainer shards its state over them), lower micro_batch_size "
-            "or the token limits, or turn on gradient_checkpointing",
-            file=sys.stderr,
-        )
+        print(f"error: {too_big}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
@@ -204,35 +131,22 @@ def _serve_until_stopped(server: Any, what: str) -> int:
 
 
 def _serve_model(args: argparse.Namespace, spec: RunSpec, token: str | None) -> int:
-    from mmzero_runtime.generation.hf import HFGenerator
-    from mmzero_runtime.models.loading import load_vlm, resolve_ref
-    from mmzero_runtime.serving.server import ModelServer
-    from mmzero_runtime.stages.keys import MODEL_DIR
-    from mmzero_runtime.storage.manifest import tree_digest
+    from mmzero_runtime.models.loading import pick_device
+    from mmzero_runtime.serving.server import model_server
+    from mmzero_runtime.stages.execution.transfer import served_checkpoint, served_model
 
     if args.key:  # a checkpoint of the run's store, checked against its stage's manifest
-        from mmzero_runtime.stages.keys import producer_prefix
-        from mmzero_runtime.storage.manifest import verify
-
         _, store = _run_store(args)
-        prefix = producer_prefix(args.key)
-        _wait_for_manifest(store, prefix, args.wait_seconds)
-        digest = verify(store, prefix).digest(args.key.removeprefix(prefix + "/"))
-        path = store.path(args.key)
+        path, digest = served_checkpoint(store, args.key, args.wait_seconds)
     else:
-        path = resolve_ref(args.model)
-        digest = args.digest or tree_digest(path, MODEL_DIR)  # as the run manifest records it
-    loaded = load_vlm(path, image_spec=spec.image, device=_device(args.device))
-    generator = HFGenerator(
-        loaded.model,
-        loaded.processor,
-        image_spec=spec.image,
+        path, digest = served_model(args.model, args.digest)
+    server = model_server(
+        path,
+        digest,
+        spec.image,
+        device=pick_device(args.device),
         max_prompt_tokens=args.max_prompt_tokens,
         batch_size=args.batch_size,
-        model_digest=digest,
-    )
-    server = ModelServer(
-        generator,
         host=args.host,
         port=args.port,
         token=token,
@@ -242,29 +156,15 @@ def _serve_model(args: argparse.Namespace, spec: RunSpec, token: str | None) -> 
     return _serve_until_stopped(server, f"{path} ({digest})")
 
 
-def _wait_for_manifest(store: Any, prefix: str, seconds: float) -> None:
-    """A server started with its stage may come up before the checkpoint is stored (the first
-    stage imports the base model): wait for the manifest rather than crash-looping."""
-    from mmzero_runtime.storage.manifest import read_manifest
-
-    deadline = time.monotonic() + seconds
-    while read_manifest(store, prefix) is None:
-        if time.monotonic() > deadline:
-            raise StageError(f"{store}: {prefix} has no manifest after {seconds:.0f} s")
-        logging.getLogger(__name__).info("waiting for %s in %s", prefix, store)
-        time.sleep(5)
-
-
 def _run_store(args: argparse.Namespace) -> tuple[Any, Any]:
     """(run, store) of the run file `--spec`, at `--run-dir` or where the spec says."""
-    from mmzero_runtime.stages.runner import open_store, run_dir
+    from mmzero_runtime.stages.execution.runner import open_run
 
-    run = load_run(args.spec)
-    return run, open_store(run, Path(args.run_dir) if args.run_dir else run_dir(run))
+    return open_run(args.spec, Path(args.run_dir) if args.run_dir else None)
 
 
 def _import(args: argparse.Namespace) -> int:
-    from mmzero_runtime.stages.transfer import import_base_model
+    from mmzero_runtime.stages.execution.transfer import import_base_model
 
     run, store = _run_store(args)
     manifest = import_base_model(run, store, Path(args.model))
@@ -273,37 +173,25 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from mmzero_runtime.stages.transfer import export_checkpoint
+    from mmzero_runtime.stages.execution.transfer import export_checkpoint
 
     run, store = _run_store(args)
-    key, digest = export_checkpoint(run, store, args.role, args.iteration, Path(args.out))
-    if args.digest_file:  # for `vllm serve --served-model-name`, which the stages check
-        Path(args.digest_file).write_text(digest)
+    digest_file = Path(args.digest_file) if args.digest_file else None
+    key, digest = export_checkpoint(run, store, args.role, args.iteration, Path(args.out),
+                                    digest_file)  # fmt: skip
     print(f"{key} ({digest}) written to {args.out}; serve it with `vllm serve {args.out}`")
     return 0
 
 
-def _device(requested: str) -> str:
-    """The device to run on; on CPU, one torch thread, so results do not depend on the core
-    count (and a 2-core machine is not oversubscribed by the render and grading workers)."""
-    import torch
-
-    device = requested
-    if requested == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        torch.set_num_threads(1)
-    return device
-
-
 def _run(args: argparse.Namespace) -> int:
-    from mmzero_runtime.stages.local import load_effective, run_local
-    from mmzero_runtime.stages.runner import open_store, run_dir
+    from mmzero_runtime.models.loading import pick_device
+    from mmzero_runtime.stages.execution.local import load_effective, run_local
+    from mmzero_runtime.stages.execution.runner import open_store, run_dir
 
     run = load_effective(Path(args.file), args.iterations)
     directory = Path(args.run_dir) if args.run_dir else run_dir(run)
-    ran = run_local(run, directory, until=args.until, device=_device(args.device))
-    from mmzero_runtime.report.build import build_report
+    ran = run_local(run, directory, until=args.until, device=pick_device(args.device))
+    from mmzero_runtime.report.page import build_report
 
     report = build_report(open_store(run, directory))
     print(f"run {run.metadata.name}: {len(ran)} stage(s) run; outputs in {directory}")
@@ -313,93 +201,48 @@ def _run(args: argparse.Namespace) -> int:
 
 def _stage(args: argparse.Namespace) -> int:
     run = load_run(args.spec)  # a bad file is refused before the imports below (torch: seconds)
-    from mmzero_runtime.stages.runner import open_store, run_dir, run_stage
-    from mmzero_runtime.stages.shards import Shard
+    from mmzero_runtime.models.loading import pick_device
+    from mmzero_runtime.stages.execution.runner import run_dir
+    from mmzero_runtime.stages.execution.stage_command import linger, run_stage_process
+    from mmzero_runtime.stages.process.shards import Shard
 
     directory = Path(args.run_dir) if args.run_dir else run_dir(run)
-    from mmzero_runtime import metrics as prometheus
-    from mmzero_runtime.stages.ranks import from_environment
-
-    ranks = from_environment()  # a trainer under torchrun: one process per GPU
-    if ranks.node_leader:  # one metrics port per pod
-        prometheus.serve(
-            int(os.environ.get(METRICS_PORT_ENV) or 0),
-            os.environ.get(METRICS_ADDRESS_ENV) or "0.0.0.0",
-        )
-    log_key = log_name(stage_name(args.iteration, args.kind), ranks.rank,
-                       None if args.shards == 1 else args.shard)  # fmt: skip
-    log_file = directory / log_key
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_file)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logging.getLogger().addHandler(handler)
-    from tqdm.contrib.logging import logging_redirect_tqdm
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # one bar per stage
-    store = open_store(run, directory)
-    try:
-        with logging_redirect_tqdm():  # log lines print above the stage's bar, not through it
-            manifest = run_stage(run, store, args.kind, args.iteration,
-                                 device=_device(args.device),
-                                 shard=Shard(args.shard, args.shards))  # fmt: skip
-    finally:  # a failed stage's figures too: they say how far it got
-        if ranks.leader and (gateway := os.environ.get(PUSHGATEWAY_ENV)):
-            group = {"run": run.metadata.name, "iteration": str(args.iteration), "stage": args.kind}
-            if args.shards > 1:  # each shard its own group: one push must not replace another
-                group["index"] = str(args.shard)
-            prometheus.push(gateway, group)
-        _keep_log(store, handler, log_file, log_key)
-    if manifest is None and args.shards > 1:
+    shard = Shard(args.shard, args.shards)
+    done = run_stage_process(run, directory, args.kind, args.iteration,
+                             device=pick_device(args.device), shard=shard, warn=_warn)  # fmt: skip
+    if done.manifest is None and args.shards > 1:
         print(f"stage i{args.iteration}-{args.kind}: shard {args.shard} of {args.shards} done")
         return 0
-    if manifest is None:
-        print(f"stage i{args.iteration}-{args.kind}: rank {ranks.rank} done; rank 0 publishes")
+    if done.manifest is None:
+        print(f"stage i{args.iteration}-{args.kind}: rank {done.rank} done; rank 0 publishes")
         return 0
-    print(f"stage i{args.iteration}-{args.kind}: done ({len(manifest.files)} files)")
-    linger = float(os.environ.get(METRICS_LINGER_ENV) or 0)
-    if os.environ.get(METRICS_PORT_ENV) and linger > 0:
-        time.sleep(linger)  # one last scrape sees the final figures of a short-lived pod
+    print(f"stage i{args.iteration}-{args.kind}: done ({len(done.manifest.files)} files)")
+    linger()  # one last scrape sees the final figures of a short-lived pod
     return 0
 
 
-def _keep_log(store: Any, handler: logging.Handler, log_file: Path, key: str) -> None:
-    """The stage's log into the store (at `key`: a pod's disk goes with it, and there is
-    no kubelet log API to rely on); a store that does not answer does not hide the stage's own
-    outcome."""
-    from mmzero_runtime.storage.errors import StoreError
-
-    handler.flush()
-    try:
-        store.upload_file(key, log_file)
-    except (StoreError, OSError) as error:
-        print(f"warning: the stage's log stays in {log_file}: {error}", file=sys.stderr)
+def _warn(problem: str) -> None:
+    print(f"warning: {problem}", file=sys.stderr)
 
 
 def _status(args: argparse.Namespace) -> int:
     if Path(args.run).is_dir():
-        from mmzero_runtime.stages.local import status_lines
+        from mmzero_runtime.stages.execution.local import status_lines
 
         print("\n".join(status_lines(Path(args.run))))
         return 0
-    from mmzero_runtime.stages.cluster_status import fetch, status_line
+    from mmzero_runtime.stages.execution.cluster_status import fetch, status_line
 
     print(status_line(fetch(args.run, args.namespace)))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from mmzero_runtime.report.build import build_report
-    from mmzero_runtime.stages.keys import RUN_FILE
-    from mmzero_runtime.stages.runner import open_store, run_dir
+    from mmzero_runtime.report.page import build_report
+    from mmzero_runtime.stages.execution.runner import open_run_at
 
-    where = Path(args.run)
-    if where.is_dir():
-        run = load_run(where / RUN_FILE)
-    else:  # a run file: its store may be S3, mirrored into run_dir
-        run = load_run(where)
-        where = run_dir(run)
-    print(f"report: {build_report(open_store(run, where))}")
+    _, store = open_run_at(Path(args.run))
+    print(f"report: {build_report(store)}")
     return 0
 
 
@@ -565,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.func is _stage:
         from mmzero_runtime.stages.errors import StageError
-        from mmzero_runtime.stages.shards import Shard
+        from mmzero_runtime.stages.process.shards import Shard
 
         try:
             Shard(args.shard, args.shards)

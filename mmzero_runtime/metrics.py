@@ -100,7 +100,7 @@ def observe_step(figures: Mapping[str, float], seconds: float) -> None:
 
 
 def observe_health(figures: Mapping[str, float], histograms: Mapping[str, list[int]]) -> None:
-    """A finished stage's health figures (`stages/health.py`) as `mmzero_health_<figure>`.
+    """A finished stage's health figures (`stages/health/health.py`) as `mmzero_health_<figure>`.
     Per-reason shares are left out (`mmzero_renders_total` and `mmzero_filter_items_total`
     count them by label); per-chart probe accuracy is a label."""
     for figure, value in figures.items():

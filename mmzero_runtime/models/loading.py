@@ -98,6 +98,18 @@ def check_config(path: Path) -> PretrainedConfig:
     )
 
 
+def pick_device(requested: str) -> str:
+    """The device to run on (`auto`: CUDA when there is one); on CPU, one torch thread, so
+    results do not depend on the core count (and a 2-core machine is not oversubscribed by the
+    render and grading workers)."""
+    device = requested
+    if requested == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(1)
+    return device
+
+
 def default_dtype(device: str | torch.device) -> torch.dtype:
     """bf16 on a CUDA device that supports it, fp32 otherwise (CPU bf16 is slow and lossy)."""
     if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():

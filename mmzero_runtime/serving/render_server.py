@@ -16,7 +16,7 @@ from typing import Any
 
 from mmzero_runtime.render import Renderer
 from mmzero_runtime.render.remote import MAX_BATCH, encode_result
-from mmzero_runtime.serving.http import JsonHandler, JsonService, RequestError
+from mmzero_runtime.serving.httpserver import JsonHandler, JsonService, RequestError
 
 log = logging.getLogger(__name__)
 

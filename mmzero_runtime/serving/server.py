@@ -27,10 +27,48 @@ from mmzero_runtime.generation.wire import (
     decode_request,
     encode_response,
 )
-from mmzero_runtime.serving.http import JsonHandler, JsonService, RequestError
-from mmzero_runtime.spec import SamplingSpec
+from mmzero_runtime.serving.httpserver import JsonHandler, JsonService, RequestError
+from mmzero_runtime.spec import ImageSpec, SamplingSpec
 
 log = logging.getLogger(__name__)
+
+
+def model_server(
+    path: Path,
+    digest: str,
+    image_spec: ImageSpec,
+    *,
+    device: str,
+    max_prompt_tokens: int,
+    batch_size: int,
+    host: str,
+    port: int,
+    token: str | None,
+    max_tokens: int,
+    queue_size: int,
+) -> ModelServer:
+    """Load the model at `path` in-process and put it behind a (not yet started) server that
+    answers as `digest`."""
+    from mmzero_runtime.generation.hf import HFGenerator
+    from mmzero_runtime.models.loading import load_vlm
+
+    loaded = load_vlm(path, image_spec=image_spec, device=device)
+    generator = HFGenerator(
+        loaded.model,
+        loaded.processor,
+        image_spec=image_spec,
+        max_prompt_tokens=max_prompt_tokens,
+        batch_size=batch_size,
+        model_digest=digest,
+    )
+    return ModelServer(
+        generator,
+        host=host,
+        port=port,
+        token=token,
+        max_tokens=max_tokens,
+        queue_size=queue_size,
+    )
 
 
 @dataclass

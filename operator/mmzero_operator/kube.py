@@ -39,13 +39,13 @@ from kubernetes.client.exceptions import ApiException
 
 from mmzero_operator import metrics, observe
 from mmzero_operator import reconcile as core
-from mmzero_operator.children import with_stage_env
 from mmzero_operator.crd import PLURAL, VERSION
+from mmzero_operator.manifests import with_stage_env
 from mmzero_operator.names import FINALIZER, selector, spec_config_name
 from mmzero_operator.policies import deletion
 from mmzero_operator.store import StoreUnavailable, run_store, store_view
 from mmzero_runtime.spec import API_GROUP, RunSpec
-from mmzero_runtime.stages.launch import STAGE_ENV_NAMES
+from mmzero_runtime.stages.graph.launch import STAGE_ENV_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from annotated_types import Le
 from pydantic import BaseModel
 
 from mmzero_runtime.spec import API_GROUP, ClusterSpec, RunSpec
-from mmzero_runtime.stages.plan import STAGE_KINDS, Stage, stage_name
+from mmzero_runtime.stages.graph.plan import STAGE_KINDS, Stage, stage_name
 
 # Label keys: the run, and where in the stage graph a child belongs.
 LABEL_RUN = "mmzero.dev/run"

@@ -15,16 +15,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from mmzero_operator import conditions as reasons
-from mmzero_operator.children import server_objects, spec_config_map, stage_objects
 from mmzero_operator.conditions import Condition, ConditionType, conditions, iso
+from mmzero_operator.manifests import server_objects, spec_config_map, stage_objects
 from mmzero_operator.observe import JobState, PodFact, latest, timestamp
 from mmzero_operator.policies import alarms as alarm_policy
 from mmzero_operator.policies import readiness, retries
 from mmzero_operator.policies import servers as server_policy
 from mmzero_runtime.alarms import Alarm, stops
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages import keys
-from mmzero_runtime.stages.plan import Stage, all_stages, plan
+from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.graph.plan import Stage, all_stages, plan
 
 
 @dataclass

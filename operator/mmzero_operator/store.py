@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages import launch
+from mmzero_runtime.stages.graph import launch
 from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.storage.s3 import S3Store
 from mmzero_runtime.storage.store import ArtifactStore, LocalStore

@@ -20,7 +20,7 @@ from cluster import Cluster
 
 from mmzero_operator.names import LABEL_RUN
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.graph.plan import all_stages
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.storage.store import ArtifactStore, LocalStore
 

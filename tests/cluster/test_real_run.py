@@ -31,7 +31,7 @@ from node_agent import AGENT_LABEL, NodeAgent
 
 from mmzero_operator.crd import CHART_CRD
 from mmzero_runtime.spec import parse_run
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.graph.plan import all_stages
 from mmzero_runtime.storage.manifest import verify
 from mmzero_runtime.storage.s3 import S3Store
 from mmzero_runtime.warmstart.build import init_tiny

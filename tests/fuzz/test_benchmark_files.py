@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mmzero_runtime.spec import BenchmarkSpec
-from mmzero_runtime.stages.benchmarks import Benchmark, load_benchmark
 from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.kinds.benchmarks import Benchmark, load_benchmark
 from mmzero_runtime.storage.errors import StoreError
 
 pytestmark = pytest.mark.fuzz

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from transformers import Qwen2VLConfig
 
-from mmzero_runtime.stages import keys
-from mmzero_runtime.stages.retention import PRUNED_FILE
+from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.health.retention import PRUNED_FILE
 from mmzero_runtime.storage.manifest import StageOutput
 from mmzero_runtime.storage.store import LocalStore
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from mmzero_runtime.alarms import HEALTH_FILE, collect
 from mmzero_runtime.spec import SpecError, load_run
 from mmzero_runtime.stages.errors import StageError
-from mmzero_runtime.stages.runner import pin_run
+from mmzero_runtime.stages.execution.runner import pin_run
 from mmzero_runtime.storage.errors import StoreError
 from mmzero_runtime.storage.manifest import (
     MANIFEST,

@@ -12,7 +12,7 @@ from mmzero_operator import conditions as reasons
 from mmzero_operator.conditions import Condition
 from mmzero_runtime.alarms import Alarm, evaluate
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.plan import Stage
+from mmzero_runtime.stages.graph.plan import Stage
 
 
 def firing(

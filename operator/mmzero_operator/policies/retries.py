@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from mmzero_operator import conditions as reasons
 from mmzero_operator.observe import JobState, PodFact
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.plan import Stage
+from mmzero_runtime.stages.graph.plan import Stage
 
 BACKOFF_CAP_SECONDS = 1800
 DETERMINISTIC_REASONS = frozenset({"PodFailurePolicy"})

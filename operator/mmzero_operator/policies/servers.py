@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mmzero_operator.children import servers
+from mmzero_operator.manifests import servers
 from mmzero_operator.observe import JobState
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.plan import Stage
+from mmzero_runtime.stages.graph.plan import Stage
 
 
 def changes(

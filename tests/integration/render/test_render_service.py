@@ -17,7 +17,7 @@ import pytest
 from mmzero_runtime.render import HTTPRenderer, Renderer, open_renderer
 from mmzero_runtime.render.remote import RenderServiceError
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.launch import RENDER_URL_ENV, render_service
+from mmzero_runtime.stages.graph.launch import RENDER_URL_ENV, render_service
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from mmzero_runtime.rewards.grading import Grader, GradeTable
 from mmzero_runtime.rewards.solver import SolverResponse, solver_grade_requests, solver_rewards
 from mmzero_runtime.roles import extract_boxed
 from mmzero_runtime.spec import GradingSpec, SolverRewardSpec, parse_run
-from mmzero_runtime.stages.benchmarks import BenchmarkItem, grade_benchmark
-from mmzero_runtime.stages.runner import run_stage
-from mmzero_runtime.stages.transfer import import_base_model
+from mmzero_runtime.stages.execution.runner import run_stage
+from mmzero_runtime.stages.execution.transfer import import_base_model
+from mmzero_runtime.stages.kinds.benchmarks import BenchmarkItem, grade_benchmark
 from mmzero_runtime.storage.manifest import StageOutput, sha256_file
 from mmzero_runtime.storage.store import LocalStore
 
@@ -127,9 +127,9 @@ def test_a_judge_is_asked_only_about_free_form_answers_the_grader_marked_wrong(
     """The judge here is a real OpenAI-compatible server (`mmzero serve` of the tiny model);
     its one-word replies are noise, so every verdict it gives is kept as said."""
     from mmzero_runtime.spec import MMZeroRun, RunSpec
-    from mmzero_runtime.stages.context import StageContext
-    from mmzero_runtime.stages.evaluate import apply_judge
-    from mmzero_runtime.stages.plan import all_stages
+    from mmzero_runtime.stages.graph.plan import all_stages
+    from mmzero_runtime.stages.kinds.evaluate import apply_judge
+    from mmzero_runtime.stages.process.context import StageContext
     from mmzero_runtime.storage.manifest import tree_digest
 
     url = spawn_server("serve", str(tiny_vlm_dir), "--device", "cpu", "--max-tokens", "8")

@@ -24,8 +24,8 @@ import pytest
 from PIL import Image
 
 from mmzero_runtime.spec import load_run
-from mmzero_runtime.stages import metrics
-from mmzero_runtime.stages.plan import STAGE_KINDS, all_stages
+from mmzero_runtime.stages.graph.plan import STAGE_KINDS, all_stages
+from mmzero_runtime.stages.process import measurements
 from mmzero_runtime.storage.manifest import read_manifest, verify
 from mmzero_runtime.storage.records import read_records
 from mmzero_runtime.storage.store import LocalStore
@@ -174,11 +174,11 @@ def test_run_manifest_names_every_checkpoint(run_dir: Path) -> None:
 def test_resident_memory_stays_flat_over_steps(run_dir: Path) -> None:
     """Images travel as file references, so later steps hold no more than the early ones."""
     for role in ("proposer", "coder", "solver"):
-        rows = metrics.read_steps(run_dir, f"i1-{role}-grpo")
+        rows = measurements.read_steps(run_dir, f"i1-{role}-grpo")
         resident = [r["memory/rss_bytes"] for r in rows]
         assert len(resident) >= 3, rows
         assert resident[-1] <= resident[1] * 1.15 + 64 * 2**20, (role, resident)
-        summary = metrics.read_summary(run_dir, f"i1-{role}-grpo")
+        summary = measurements.read_summary(run_dir, f"i1-{role}-grpo")
         # the kernel's high-water mark lags the live figure by a few pages
         assert summary is not None and summary["peak_rss_bytes"] >= 0.98 * max(resident)
 

@@ -13,17 +13,17 @@ from mmzero_runtime.models.procedural import ChartItem
 from mmzero_runtime.rewards.grading import Grader, GradeTable
 from mmzero_runtime.rewards.labels import label_grade_requests, label_items
 from mmzero_runtime.spec import MMZeroRun, RunSpec
-from mmzero_runtime.stages import keys
-from mmzero_runtime.stages.context import StageContext
-from mmzero_runtime.stages.health import stage_health
-from mmzero_runtime.stages.plan import all_stages
-from mmzero_runtime.stages.probes import (
+from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.graph.plan import all_stages
+from mmzero_runtime.stages.health.health import stage_health
+from mmzero_runtime.stages.kinds.probes import (
     PROBE_PREFIX,
     probe_candidates,
     probe_items,
     probe_questions,
     probe_rows,
 )
+from mmzero_runtime.stages.process.context import StageContext
 from mmzero_runtime.storage.records import dumps_jsonl
 from mmzero_runtime.storage.store import LocalStore
 

@@ -17,8 +17,8 @@ from transformers import AutoConfig
 
 from mmzero_runtime.spec import MMZeroRun
 from mmzero_runtime.stages.errors import StageError
-from mmzero_runtime.stages.runner import open_store
-from mmzero_runtime.stages.transfer import export_checkpoint, import_base_model
+from mmzero_runtime.stages.execution.runner import open_store
+from mmzero_runtime.stages.execution.transfer import export_checkpoint, import_base_model
 from mmzero_runtime.storage.errors import ManifestError
 from mmzero_runtime.storage.manifest import StageOutput, tree_digest
 

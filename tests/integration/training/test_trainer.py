@@ -14,8 +14,8 @@ from rollouts import SPEC, make_rollouts
 from mmzero_runtime.alarms import evaluate
 from mmzero_runtime.models.tiny import TINY_IMAGE
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.health import stage_health
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.graph.plan import all_stages
+from mmzero_runtime.stages.health.health import stage_health
 from mmzero_runtime.storage.records import dumps_jsonl
 from mmzero_runtime.training.batch import Rollout
 from mmzero_runtime.training.errors import CheckpointError, TrainingError

@@ -12,7 +12,7 @@ from mmzero_operator.conditions import Condition, ConditionType, conditions
 from mmzero_operator.observe import JobState, PodFact
 from mmzero_operator.reconcile import Decision, reconcile, store_unavailable
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.graph.plan import all_stages
 
 NOW = 1_800_000_000.0
 STAGES = [s.name for s in all_stages(RunSpec(iterations=1))]

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from mmzero_operator.children import GPU, server_objects, stage_objects
+from mmzero_operator.manifests import GPU, server_objects, stage_objects
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages import launch
-from mmzero_runtime.stages.plan import STAGE_KINDS, Stage, all_stages
+from mmzero_runtime.stages.graph import launch
+from mmzero_runtime.stages.graph.plan import STAGE_KINDS, Stage, all_stages
 
 CPU = {"gpus": 0, "cpu": "1", "memory": "2Gi", "replicas": 1}
 ONE_GPU = {"gpus": 1, "replicas": 1}

@@ -6,8 +6,8 @@ from typing import Any
 
 from annotated_types import MaxLen
 
-from mmzero_operator.children import server_objects, spec_config_map, stage_objects
 from mmzero_operator.crd import crd
+from mmzero_operator.manifests import server_objects, spec_config_map, stage_objects
 from mmzero_operator.names import (
     LABEL_RUN,
     MAX_RUN_NAME,
@@ -18,7 +18,7 @@ from mmzero_operator.names import (
     server_name,
 )
 from mmzero_runtime.spec import Metadata, RunSpec
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.graph.plan import all_stages
 
 
 def _body(run: str = "demo", **spec: Any) -> dict[str, Any]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmzero_operator.children import GPU, stage_job, stage_objects, with_stage_env
+from mmzero_operator.manifests import GPU, stage_job, stage_objects, with_stage_env
 from mmzero_operator.names import QUEUE_LABEL, job_name, rendezvous_name
 from mmzero_operator.observe import JobState, PodFact, job_state, pod_fact
 from mmzero_operator.policies.retries import backoff_seconds
 from mmzero_operator.reconcile import Decision, reconcile, run_changed, store_unavailable
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.launch import EXIT_USAGE
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.graph.launch import EXIT_USAGE
+from mmzero_runtime.stages.graph.plan import all_stages
 
 NOW = 1_800_000_000.0
 

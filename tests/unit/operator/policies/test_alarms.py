@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmzero_operator import conditions as reasons
 from mmzero_operator.policies.alarms import condition, firing, messages
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.graph.plan import all_stages
 
 SPEC = RunSpec(iterations=1)
 STAGES = all_stages(SPEC)

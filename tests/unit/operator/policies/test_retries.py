@@ -9,7 +9,7 @@ import pytest
 from mmzero_operator.observe import JobState, PodFact
 from mmzero_operator.policies.retries import BACKOFF_CAP_SECONDS, Step, advance, backoff_seconds
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.graph.plan import all_stages
 
 NOW = 1_800_000_000.0
 SPEC = RunSpec(

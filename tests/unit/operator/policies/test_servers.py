@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmzero_operator.observe import JobState
 from mmzero_operator.policies.servers import changes
 from mmzero_runtime.spec import RunSpec
-from mmzero_runtime.stages.plan import all_stages
+from mmzero_runtime.stages.graph.plan import all_stages
 
 BODY = {"metadata": {"name": "demo"}}
 SPEC = RunSpec(iterations=1)

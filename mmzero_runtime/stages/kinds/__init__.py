@@ -1,0 +1,1 @@
+"""One module per stage kind, and the role operations and GRPO loop they share."""
