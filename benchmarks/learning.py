@@ -11,8 +11,13 @@ With `--coder-steps N` it is the Coder learnability check instead: each seed run
 as Coder GRPO, with N Coder steps, and only the render rate is probed; the table adds the render
 rate the Coder's own rollouts had in its first and last quarter of steps.
 
+With `--solver-steps N` it is the self-evolution check: each seed runs as far as Solver GRPO,
+with N Solver steps on the majority-vote labels of the warm-started Solver, and only the
+Solver is probed; the table adds the accuracy of those labels on the run's known-answer probes
+(`probes.jsonl` of the Solver-data stage).
+
 Usage: `uv run python benchmarks/learning.py [--seeds 1 2 3] [--prompts 64] [--out DIR]
-[--coder-steps N]`
+[--coder-steps N | --solver-steps N]`
 """
 
 from __future__ import annotations
@@ -42,18 +47,19 @@ PROBE_SEED = 424242
 """Seed of the held-out prompts and of the probes' sampling: the same for every checkpoint."""
 
 
-def _run(seed: int, out: Path, learning_rate: float | None, coder_steps: int | None) -> Path:
+def _run(seed: int, out: Path, learning_rate: float | None, only: tuple[str, int] | None) -> Path:
     """Run the example with `seed` into `out/seed-<seed>` (resumes a finished or partial run);
-    with `coder_steps`, only as far as Coder GRPO, trained for that many steps."""
+    with `only` = (role, steps), only as far as that role's GRPO, trained for that many steps."""
     document = yaml.safe_load((ROOT / "examples" / "run.yaml").read_text())
     document["spec"]["seed"] = seed
     if learning_rate is not None:
         for role in document["spec"]["roles"].values():
             role["learning_rate"] = learning_rate
     until = []
-    if coder_steps is not None:
-        document["spec"]["roles"]["coder"]["steps"] = coder_steps
-        until = ["--until", "coder-grpo"]
+    if only is not None:
+        role, steps = only
+        document["spec"]["roles"][role]["steps"] = steps
+        until = ["--until", f"{role}-grpo"]
     document["metadata"]["name"] = f"learning-s{seed}"
     directory = out / f"seed-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
@@ -94,14 +100,17 @@ def measure(
     prompts: int,
     out: Path,
     learning_rate: float | None = None,
-    coder_steps: int | None = None,
+    only: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Shares per role and seed, for the base model and after iteration 1 (only the Coder's
-    with `coder_steps`, plus its rollouts' render rates)."""
-    runs = {seed: _run(seed, out, learning_rate, coder_steps) for seed in seeds}
+    """Shares per role and seed, for the base model and after iteration 1 (with `only`, that
+    role's alone, plus the Coder rollouts' render rates or the Solver's probe labels)."""
+    runs = {seed: _run(seed, out, learning_rate, only) for seed in seeds}
     results: dict[str, Any] = {"base": {}, "after": {}}
+    coder_steps = only[1] if only is not None and only[0] == "coder" else None
     if coder_steps is not None:
         results["rollouts"] = {seed: rollout_render(directory) for seed, directory in runs.items()}
+    if only is not None and only[0] == "solver":
+        results["labels"] = {seed: probe_labels(directory) for seed, directory in runs.items()}
     first = runs[seeds[0]]
     spec = load_run(first / "run.yaml").spec
     with Renderer(spec.render, spec.image, str(out / "render")) as renderer:
@@ -113,7 +122,7 @@ def measure(
                 ]
                 for seed, directory in runs.items()
             }
-        for role in ["coder"] if coder_steps is not None else METRICS:
+        for role in [only[0]] if only is not None else METRICS:
             share = _probe(role, first / "base" / "model", prompts, renderer, first / "run.yaml")
             results["base"][role] = [share.hits, share.total]
             results["after"][role] = {}
@@ -163,6 +172,16 @@ def rollout_render(run_dir: Path) -> list[list[int]]:
     ]
 
 
+def probe_labels(run_dir: Path) -> list[int]:
+    """[right, labelled] of the warm-started Solver's majority labels on the run's probes."""
+    rows = [
+        json.loads(line)
+        for line in (run_dir / "i1" / "solver-data" / "probes.jsonl").read_text().splitlines()
+    ]
+    labelled = [row for row in rows if row["label"] is not None]
+    return [sum(row["label_correct"] for row in labelled), len(labelled)]
+
+
 def _cell(hits: int, total: int) -> str:
     low, high = wilson(hits, total)
     return f"{hits}/{total} = {hits / total:.1%} [{low:.1%}, {high:.1%}]"
@@ -197,6 +216,11 @@ def table(results: dict[str, Any]) -> str:
             f"Coder render rate, untrained proposals of the run's Proposer ({UNTRAINED_DRAWS} each)"
         )
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {per_seed} |")
+    if labels := results.get("labels"):
+        pooled = _cell(sum(h for h, _ in labels.values()), sum(t for _, t in labels.values()))
+        per_seed = ", ".join(f"s{s}: {h}/{t}" for s, (h, t) in labels.items())
+        name = "Solver-data majority labels right on the known-answer probes"
+        lines.append(f"| {name} | {pooled} | | {per_seed} |")
     for index, span in enumerate(["first", "last"]):
         rollouts = [r[index] for r in results.get("rollouts", {}).values()]
         if rollouts:
@@ -215,10 +239,19 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-learning")
     parser.add_argument("--learning-rate", type=float, help="override every role's (a sweep)")
-    parser.add_argument("--coder-steps", type=int, help="the Coder learnability check")
+    check = parser.add_mutually_exclusive_group()
+    check.add_argument("--coder-steps", type=int, help="the Coder learnability check")
+    check.add_argument("--solver-steps", type=int, help="the self-evolution check")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = measure(args.seeds, args.prompts, args.out, args.learning_rate, args.coder_steps)
+    only = (
+        ("coder", args.coder_steps)
+        if args.coder_steps is not None
+        else ("solver", args.solver_steps)
+        if args.solver_steps is not None
+        else None
+    )
+    results = measure(args.seeds, args.prompts, args.out, args.learning_rate, only)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     rate = args.learning_rate or "examples/run.yaml's"
