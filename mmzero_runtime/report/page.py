@@ -26,9 +26,9 @@ from mmzero_runtime.spec import MMZeroRun, parse_run_file
 from mmzero_runtime.stages.execution.local import run_alarms
 from mmzero_runtime.stages.graph.keys import REPORT_FILE, RUN_FILE
 from mmzero_runtime.stages.graph.plan import all_stages
+from mmzero_runtime.stages.graph.tables import read_table
 from mmzero_runtime.stages.process import measurements
 from mmzero_runtime.storage.errors import StoreError
-from mmzero_runtime.storage.records import read_records
 from mmzero_runtime.storage.store import ArtifactStore
 
 GALLERY_ITEMS = 12
@@ -51,10 +51,8 @@ pre { background: #f6f6f6; padding: 8px; font-size: 12px; overflow-x: auto; }
 
 
 def _records(store: ArtifactStore, key: str) -> list[dict[str, Any]]:
-    try:
-        return read_records(store, key)
-    except StoreError:
-        return []
+    """A table's rows, none before its stage wrote it; a bad row stops the report, named."""
+    return read_table(store, key) if store.exists(key) else []
 
 
 def _steps(store: ArtifactStore, prefix: str) -> list[dict[str, Any]]:

@@ -7,3 +7,8 @@ class StoreError(RuntimeError):
 
 class ManifestError(StoreError):
     """A stage's outputs do not match its manifest, or the manifest is unreadable."""
+
+
+class RecordError(StoreError):
+    """A row of a stored table does not match the table's schema; the message names the table,
+    the line and the field."""

@@ -30,12 +30,23 @@ MODEL_DIR = "model"
 
 PROPOSALS_FOR_CODER = "proposals-coder.jsonl"
 PROPOSALS_FOR_SOLVER = "proposals-solver.jsonl"
+RENDERS = "renders.jsonl"
+"""The Coder-data stage's render outcomes, one row per proposal."""
 CODER_TRAIN_SET = "coder-train.jsonl"
+CANDIDATES = "candidates.jsonl"
+"""Every item the Solver-data stage labelled, kept or dropped."""
 SOLVER_TRAIN_SET = "solver-train.jsonl"
+DRAWS = "draws.jsonl"
+"""The Solver-data stage's render outcome per proposal."""
 IMAGES_DIR = "images"
 EVAL_RESULTS = "results.jsonl"
+PREDICTIONS = "predictions.jsonl"
+"""One benchmark's graded answers, under `benchmarks/<name>/` of the evaluate stage."""
 PROBES = "probes.jsonl"
 """The Solver-data stage's labelled known-answer probes."""
+REWARDS = "rewards.jsonl"
+STEPS = "steps.jsonl"
+"""A GRPO stage's tables: one row per sampled response, one row per step."""
 
 
 def stage_prefix(iteration: int, kind: str) -> str:

@@ -32,7 +32,7 @@ from mmzero_runtime.rewards.diversity import cluster_sizes
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages.graph import keys
 from mmzero_runtime.stages.graph.plan import Stage
-from mmzero_runtime.storage.records import parse_jsonl
+from mmzero_runtime.stages.graph.tables import load_table
 
 DIVERSITY_FIELDS = ("caption", "easy_question", "hard_question")
 HISTOGRAM_BINS = 10
@@ -47,7 +47,7 @@ def _share(hits: int, total: int) -> float:
 
 
 def _rows(read: Reader, name: str) -> list[dict[str, Any]]:
-    return list(parse_jsonl(read(name), name))
+    return load_table(read(name), name)
 
 
 def diversity(texts: Sequence[str], threshold: float, field: str) -> dict[str, float]:
@@ -103,7 +103,7 @@ def filter_yield(dropped: Sequence[str | None]) -> dict[str, float]:
 
 
 def _coder_data(spec: RunSpec, read: Reader) -> dict[str, float]:
-    rows = _rows(read, "renders.jsonl")
+    rows = _rows(read, keys.RENDERS)
     return renders([r for row in rows for r in row["reasons"]]) | filter_yield(
         [row["dropped"] for row in rows]
     )
@@ -126,7 +126,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def _solver_data(spec: RunSpec, read: Reader) -> tuple[dict[str, float], dict[str, list[int]]]:
-    draws, candidates = _rows(read, "draws.jsonl"), _rows(read, "candidates.jsonl")
+    draws, candidates = _rows(read, keys.DRAWS), _rows(read, keys.CANDIDATES)
     figures = renders([row["render"] for row in draws]) | filter_yield(
         [row["dropped"] for row in candidates]
     )
@@ -152,7 +152,7 @@ def _solver_data(spec: RunSpec, read: Reader) -> tuple[dict[str, float], dict[st
 
 
 def _grpo(spec: RunSpec, read: Reader) -> dict[str, float]:
-    steps = [row for row in _rows(read, "steps.jsonl") if "skipped" not in row]
+    steps = [row for row in _rows(read, keys.STEPS) if "skipped" not in row]
     if not steps:
         return {}
     groups = sum(row["groups/total"] for row in steps)

@@ -9,17 +9,17 @@ from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.filters import coder_data_filter
 from mmzero_runtime.roles import Proposal
 from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.graph.tables import read_table, table_bytes
 from mmzero_runtime.stages.kinds.pipeline import draw, open_generator
 from mmzero_runtime.stages.process.context import StageContext
 from mmzero_runtime.stages.process.provenance import check_producer
 from mmzero_runtime.storage.manifest import StageOutput
-from mmzero_runtime.storage.records import dumps_jsonl, read_records
 
 
 def valid_proposals(ctx: StageContext, name: str) -> dict[str, Proposal]:
     """Parsed proposals of this iteration's propose stage, checked to come from its Proposer
     (a shard's block of them)."""
-    rows = read_records(ctx.store, ctx.input_key("proposals"))
+    rows = read_table(ctx.store, ctx.input_key("proposals"))
     proposer = keys.checkpoint_key("proposer", ctx.stage.iteration)
     check_producer(ctx, rows, "producer", proposer, name)
     valid = [(row["id"], Proposal(**row["proposal"])) for row in rows if row["proposal"]]
@@ -52,16 +52,14 @@ def run(ctx: StageContext) -> StageOutput:
     report = coder_data_filter(renders, spec=filters)
     prometheus.observe_filter("coder_data", len(report.kept), report.counts.items())
     output = ctx.output()
-    output.put_bytes(
-        "renders.jsonl",
-        dumps_jsonl(
-            {"id": pid, "reasons": [d.reason for d in ds], "dropped": report.dropped.get(pid)}
-            for pid, ds in drawings.items()
-        ),
-    )
+    render_rows = [
+        {"id": pid, "reasons": [d.reason for d in ds], "dropped": report.dropped.get(pid)}
+        for pid, ds in drawings.items()
+    ]
+    output.put_bytes(keys.RENDERS, table_bytes(keys.RENDERS, render_rows))
     producer = ctx.digest_of(keys.checkpoint_key("proposer", ctx.stage.iteration))
     kept = [
         {"id": pid, "producer": producer, "proposal": asdict(proposals[pid])} for pid in report.kept
     ]
-    output.put_bytes(keys.CODER_TRAIN_SET, dumps_jsonl(kept))
+    output.put_bytes(keys.CODER_TRAIN_SET, table_bytes(keys.CODER_TRAIN_SET, kept))
     return output

@@ -12,6 +12,7 @@ from mmzero_runtime.rewards import coder as reward
 from mmzero_runtime.rewards.grading import GradeTable
 from mmzero_runtime.roles import Proposal, build_coder_messages
 from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.graph.tables import read_table
 from mmzero_runtime.stages.kinds.grpo_loop import (
     StepOutcome,
     mean_reward,
@@ -29,13 +30,12 @@ from mmzero_runtime.stages.kinds.pipeline import (
 from mmzero_runtime.stages.process.context import StageContext
 from mmzero_runtime.stages.process.provenance import check_producer
 from mmzero_runtime.storage.manifest import StageOutput
-from mmzero_runtime.storage.records import read_records
 from mmzero_runtime.training.batch import Rollout
 
 
 def train_set(ctx: StageContext) -> list[tuple[str, Proposal]]:
     """The filtered proposals, shuffled per iteration, checked to come from this Proposer."""
-    rows = read_records(ctx.store, ctx.input_key("train_set"))
+    rows = read_table(ctx.store, ctx.input_key("train_set"))
     proposer = keys.checkpoint_key("proposer", ctx.stage.iteration)
     check_producer(ctx, rows, "producer", proposer, keys.CODER_TRAIN_SET)
     items = [(row["id"], Proposal(**row["proposal"])) for row in rows]

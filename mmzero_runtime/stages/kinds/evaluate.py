@@ -25,6 +25,7 @@ from mmzero_runtime.rewards.grading import Grader
 from mmzero_runtime.roles import build_solver_messages, check_format, extract_boxed
 from mmzero_runtime.spec import JudgeSpec, user_path
 from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.graph.tables import table_bytes
 from mmzero_runtime.stages.kinds.benchmarks import (
     Benchmark,
     BenchmarkItem,
@@ -37,7 +38,6 @@ from mmzero_runtime.stages.kinds.benchmarks import (
 from mmzero_runtime.stages.kinds.pipeline import generate, open_generator
 from mmzero_runtime.stages.process.context import StageContext
 from mmzero_runtime.storage.manifest import StageOutput
-from mmzero_runtime.storage.records import dumps_jsonl
 
 MODELS = ("solver", "baseline")
 """Input purposes evaluated: this iteration's Solver and the base model."""
@@ -172,10 +172,10 @@ def run(ctx: StageContext) -> StageOutput:
     if ctx.spec.evaluation.judge is not None:
         for benchmark in benchmarks:
             apply_judge(ctx, benchmark.items, rows[benchmark.name])
-    output.put_bytes(keys.EVAL_RESULTS, dumps_jsonl(rows[HELD_OUT]))
+    output.put_bytes(keys.EVAL_RESULTS, table_bytes(keys.EVAL_RESULTS, rows[HELD_OUT]))
     for benchmark in benchmarks:
-        output.put_bytes(f"benchmarks/{benchmark.name}/predictions.jsonl",
-                         dumps_jsonl(rows[benchmark.name]))  # fmt: skip
+        table = f"benchmarks/{benchmark.name}/{keys.PREDICTIONS}"
+        output.put_bytes(table, table_bytes(table, rows[benchmark.name]))
     summary = _summary(rows, benchmarks, ctx.spec.evaluation.judge)
     output.put_bytes("summary.json", json.dumps(summary, indent=1, sort_keys=True).encode())
     return output

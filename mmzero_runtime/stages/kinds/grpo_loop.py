@@ -23,6 +23,8 @@ from mmzero_runtime import metrics as prometheus
 from mmzero_runtime.generation.base import Generator
 from mmzero_runtime.spec import GRPOSpec, SamplingSpec
 from mmzero_runtime.stages.errors import StageError
+from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.graph.tables import table_bytes
 from mmzero_runtime.stages.process import measurements
 from mmzero_runtime.stages.process.context import StageContext
 from mmzero_runtime.stages.process.progress import progress_bar
@@ -268,9 +270,9 @@ def _publish_unchanged(ctx: StageContext, init: Path) -> StageOutput:
     log.warning("stage=%s has no training data; publishing its initial checkpoint", ctx.name)
     output = ctx.output()
     output.put_tree("model", init)
-    output.put_bytes("rewards.jsonl", b"")
+    output.put_bytes(keys.REWARDS, b"")
     skipped = {"kind": "step", "step": 0, "skipped": "the data stage kept no training items"}
-    output.put_bytes("steps.jsonl", dumps_jsonl([skipped]))
+    output.put_bytes(keys.STEPS, table_bytes(keys.STEPS, [skipped]))
     return output
 
 
@@ -294,6 +296,6 @@ def _publish(ctx: StageContext, spec: GRPOSpec, init: Path) -> StageOutput:
         path = ctx.workdir / STEPS_DIR / f"step-{step:04d}.jsonl"
         for row in parse_jsonl(path.read_bytes(), str(path)):
             (steps if row.get("kind") == "step" else rewards).append(row)
-    output.put_bytes("rewards.jsonl", dumps_jsonl(rewards))
-    output.put_bytes("steps.jsonl", dumps_jsonl(steps))
+    output.put_bytes(keys.REWARDS, table_bytes(keys.REWARDS, rewards))
+    output.put_bytes(keys.STEPS, table_bytes(keys.STEPS, steps))
     return output

@@ -9,11 +9,11 @@ from typing import Any
 from mmzero_runtime.generation.base import GenerationRequest
 from mmzero_runtime.roles import Proposal, build_proposer_messages, parse_proposal
 from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.graph.tables import table_bytes
 from mmzero_runtime.stages.kinds.pipeline import generate, open_generator
 from mmzero_runtime.stages.process.context import StageContext
 from mmzero_runtime.stages.process.progress import follow, progress_bar
 from mmzero_runtime.storage.manifest import StageOutput
-from mmzero_runtime.storage.records import dumps_jsonl
 
 
 def proposal_record(item_id: str, topic: str, producer: str, text: str) -> dict[str, Any]:
@@ -52,6 +52,6 @@ def run(ctx: StageContext) -> StageOutput:
             for i, result in results.items()
             if result.ok
         ]
-        output.put_bytes(name, dumps_jsonl(rows))
+        output.put_bytes(name, table_bytes(name, rows))
     ctx.ledger.check(ctx.spec.grading.max_failure_share)
     return output

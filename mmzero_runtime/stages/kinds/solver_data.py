@@ -13,6 +13,7 @@ from mmzero_runtime.filters import solver_data_filter
 from mmzero_runtime.rewards.grading import Grader, GradeTable
 from mmzero_runtime.rewards.labels import SolverCandidate, label_grade_requests, label_items
 from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.graph.tables import table_bytes
 from mmzero_runtime.stages.kinds.coder_data import valid_proposals
 from mmzero_runtime.stages.kinds.pipeline import Question, ask, draw, open_generator
 from mmzero_runtime.stages.kinds.probes import (
@@ -24,7 +25,6 @@ from mmzero_runtime.stages.kinds.probes import (
 )
 from mmzero_runtime.stages.process.context import StageContext
 from mmzero_runtime.storage.manifest import StageOutput
-from mmzero_runtime.storage.records import dumps_jsonl
 
 
 def run(ctx: StageContext) -> StageOutput:
@@ -112,12 +112,11 @@ def run(ctx: StageContext) -> StageOutput:
                 "dropped": report.dropped.get(c.item_id),
             }
         )
-    output.put_bytes("candidates.jsonl", dumps_jsonl(rows))
-    output.put_bytes(keys.PROBES, dumps_jsonl(probe_table))
+    output.put_bytes(keys.CANDIDATES, table_bytes(keys.CANDIDATES, rows))
+    output.put_bytes(keys.PROBES, table_bytes(keys.PROBES, probe_table))
     kept = set(report.kept)
-    output.put_bytes(keys.SOLVER_TRAIN_SET, dumps_jsonl(r for r in rows if r["id"] in kept))
-    output.put_bytes(
-        "draws.jsonl",
-        dumps_jsonl({"id": pid, "render": ds[0].reason} for pid, ds in drawings.items()),
-    )
+    train = [r for r in rows if r["id"] in kept]
+    output.put_bytes(keys.SOLVER_TRAIN_SET, table_bytes(keys.SOLVER_TRAIN_SET, train))
+    draws = [{"id": pid, "render": ds[0].reason} for pid, ds in drawings.items()]
+    output.put_bytes(keys.DRAWS, table_bytes(keys.DRAWS, draws))
     return output

@@ -13,6 +13,7 @@ from mmzero_runtime.rewards import solver as reward
 from mmzero_runtime.rewards.grading import Grader, GradeTable
 from mmzero_runtime.roles import build_solver_messages, check_format, extract_boxed
 from mmzero_runtime.stages.graph import keys
+from mmzero_runtime.stages.graph.tables import read_table
 from mmzero_runtime.stages.kinds.grpo_loop import (
     StepOutcome,
     mean_reward,
@@ -23,13 +24,12 @@ from mmzero_runtime.stages.kinds.pipeline import generate
 from mmzero_runtime.stages.process.context import StageContext
 from mmzero_runtime.stages.process.provenance import check_producer
 from mmzero_runtime.storage.manifest import StageOutput
-from mmzero_runtime.storage.records import read_records
 from mmzero_runtime.training.batch import Rollout
 
 
 def train_set(ctx: StageContext) -> list[dict[str, Any]]:
     """The kept Solver items, shuffled per iteration, checked against the planned checkpoints."""
-    rows = read_records(ctx.store, ctx.input_key("train_set"))
+    rows = read_table(ctx.store, ctx.input_key("train_set"))
     i = ctx.stage.iteration
     check_producer(ctx, rows, "drawn_by", keys.checkpoint_key("coder", i), keys.SOLVER_TRAIN_SET)
     check_producer(

@@ -27,7 +27,7 @@ from pathlib import Path
 from mmzero_runtime.models.footprint import ModelShape
 from mmzero_runtime.spec import RunSpec
 from mmzero_runtime.stages.errors import StageError
-from mmzero_runtime.stages.graph.keys import ROLES, Role
+from mmzero_runtime.stages.graph.keys import ROLES, STEPS, Role
 from mmzero_runtime.stages.graph.plan import Stage, all_stages
 from mmzero_runtime.stages.kinds.pipeline import GENERATION_BATCH
 from mmzero_runtime.stages.process import measurements
@@ -148,7 +148,7 @@ def _prom_sums(text: str, names: Iterable[str]) -> dict[str, float]:
 
 def calibrate(run_dir: Path, spec: RunSpec) -> Rates:
     """Rates measured by the finished stages of the local run in `run_dir` (run with `spec`)."""
-    from mmzero_runtime.storage.records import parse_jsonl
+    from mmzero_runtime.stages.graph.tables import load_table
 
     tokens = seconds = trained = update_seconds = 0.0
     fill: dict[Role, float] = {}
@@ -168,10 +168,9 @@ def calibrate(run_dir: Path, spec: RunSpec) -> Rates:
             seconds += sums["mmzero_generation_seconds_total"]
         if not stage.kind.endswith("-grpo") or stage.role is None:
             continue
-        steps_file = run_dir / stage.output / "steps.jsonl"
-        rows = [
-            r for r in parse_jsonl(steps_file.read_bytes(), str(steps_file)) if "skipped" not in r
-        ]
+        steps_file = run_dir / stage.output / STEPS
+        steps = load_table(steps_file.read_bytes(), str(steps_file))
+        rows = [r for r in steps if "skipped" not in r]
         if not rows:
             continue
         limit = getattr(spec.roles, stage.role).max_response_tokens

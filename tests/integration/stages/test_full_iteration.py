@@ -25,9 +25,9 @@ from PIL import Image
 
 from mmzero_runtime.spec import load_run
 from mmzero_runtime.stages.graph.plan import STAGE_KINDS, all_stages
+from mmzero_runtime.stages.graph.tables import read_table
 from mmzero_runtime.stages.process import measurements
 from mmzero_runtime.storage.manifest import read_manifest, verify
-from mmzero_runtime.storage.records import read_records
 from mmzero_runtime.storage.store import LocalStore
 from mmzero_runtime.warmstart.build import init_tiny
 
@@ -84,7 +84,7 @@ def run_dir(scraped_run: tuple[Path, Scraped]) -> Path:
 
 
 def _steps(store: LocalStore, stage: str) -> list[dict[str, Any]]:
-    return [r for r in read_records(store, f"i1/{stage}/steps.jsonl") if "skipped" not in r]
+    return [r for r in read_table(store, f"i1/{stage}/steps.jsonl") if "skipped" not in r]
 
 
 def test_every_stage_finished_and_verifies(run_dir: Path) -> None:
@@ -107,12 +107,12 @@ def test_each_role_trains_every_step_with_rewards_that_vary(run_dir: Path, role:
 
 def test_filter_yields_are_recorded_with_reasons(run_dir: Path) -> None:
     store = LocalStore(run_dir)
-    renders = read_records(store, "i1/coder-data/renders.jsonl")
-    kept = read_records(store, "i1/coder-data/coder-train.jsonl")
+    renders = read_table(store, "i1/coder-data/renders.jsonl")
+    kept = read_table(store, "i1/coder-data/coder-train.jsonl")
     assert 0 < len(kept) < len(renders)
     assert {r["dropped"] for r in renders if r["id"] not in {k["id"] for k in kept}} - {None}
-    candidates = read_records(store, "i1/solver-data/candidates.jsonl")
-    train = read_records(store, "i1/solver-data/solver-train.jsonl")
+    candidates = read_table(store, "i1/solver-data/candidates.jsonl")
+    train = read_table(store, "i1/solver-data/solver-train.jsonl")
     assert 0 < len(train) == sum(c["dropped"] is None for c in candidates)
 
 
@@ -134,16 +134,16 @@ def test_every_stage_stores_health_figures_its_tables_recompute(
     def figures(kind: str) -> dict[str, float]:
         return json.loads(store.read_bytes(f"i1/{kind}/{HEALTH_FILE}"))["figures"]
 
-    probes = read_records(store, "i1/solver-data/probes.jsonl")
+    probes = read_table(store, "i1/solver-data/probes.jsonl")
     assert len(probes) == run.spec.health.probe_items  # procedural charts all render
     accuracy = sum(p["label_correct"] for p in probes) / len(probes)
     assert all(p["label_correct"] <= (p["label"] is not None) for p in probes)
     solver_data = figures("solver-data")
     assert solver_data["probes/label_accuracy"] == accuracy
-    candidates = read_records(store, "i1/solver-data/candidates.jsonl")
+    candidates = read_table(store, "i1/solver-data/candidates.jsonl")
     margins = [c["vote_margin"] for c in candidates]
     assert solver_data["votes/margin_mean"] == pytest.approx(sum(margins) / len(margins))
-    draws = read_records(store, "i1/solver-data/draws.jsonl")
+    draws = read_table(store, "i1/solver-data/draws.jsonl")
     failed = sum(d["render"] != "ok" for d in draws) / len(draws)
     assert solver_data["renders/failure_share"] == pytest.approx(failed)
     for role in ("proposer", "coder", "solver"):
@@ -152,7 +152,7 @@ def test_every_stage_stores_health_figures_its_tables_recompute(
         share = flat / sum(s["groups/total"] for s in steps)
         assert figures(f"{role}-grpo")["groups/zero_variance_share"] == pytest.approx(share)
     proposals = [r["proposal"] for name in ("proposals-coder.jsonl", "proposals-solver.jsonl")
-                 for r in read_records(store, f"i1/propose/{name}") if r["proposal"]]  # fmt: skip
+                 for r in read_table(store, f"i1/propose/{name}") if r["proposal"]]  # fmt: skip
     sizes = cluster_sizes([p["caption"] for p in proposals[: run.spec.health.diversity_sample]],
                           run.spec.rewards.proposer.diversity_distance_threshold)  # fmt: skip
     distinct = round(sum(1 / k for k in sizes))  # a cluster of k texts: k shares of 1/k

@@ -15,6 +15,7 @@ from mmzero_runtime.rewards.labels import label_grade_requests, label_items
 from mmzero_runtime.spec import MMZeroRun, RunSpec
 from mmzero_runtime.stages.graph import keys
 from mmzero_runtime.stages.graph.plan import all_stages
+from mmzero_runtime.stages.graph.tables import table_bytes
 from mmzero_runtime.stages.health.health import stage_health
 from mmzero_runtime.stages.kinds.probes import (
     PROBE_PREFIX,
@@ -24,7 +25,6 @@ from mmzero_runtime.stages.kinds.probes import (
     probe_rows,
 )
 from mmzero_runtime.stages.process.context import StageContext
-from mmzero_runtime.storage.records import dumps_jsonl
 from mmzero_runtime.storage.store import LocalStore
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ def test_label_noise_lowers_probe_accuracy_and_fires_the_label_alarm(tmp_path: P
         for noise in (0.0, 0.4, 0.8):
             rows = _accuracy(ctx, grader, noise)
             assert len(rows) == 32
-            read = {keys.PROBES: dumps_jsonl(rows), "draws.jsonl": b"",
+            read = {keys.PROBES: table_bytes(keys.PROBES, rows), "draws.jsonl": b"",
                     "candidates.jsonl": b""}.__getitem__  # fmt: skip
             figures = stage_health(ctx.spec, ctx.stage, read)["figures"]
             assert figures["probes/label_accuracy"] == sum(r["label_correct"] for r in rows) / 32

@@ -29,15 +29,24 @@ def _reader(files: dict[str, list[dict[str, Any]]]) -> Any:
     return tables.__getitem__
 
 
-def _proposals(proposals: list[dict[str, Any] | None]) -> Any:
-    rows = [{"id": f"p{i}", "proposal": p} for i, p in enumerate(proposals)]
-    half = len(rows) // 2
-    return _reader({keys.PROPOSALS_FOR_CODER: rows[:half], keys.PROPOSALS_FOR_SOLVER: rows[half:]})
+@pytest.fixture
+def proposals(table_row: Any) -> Any:
+    """A reader of proposal tables holding `proposals` (None: one that did not parse)."""
+
+    def read(proposals: list[dict[str, Any] | None]) -> Any:
+        name = keys.PROPOSALS_FOR_CODER
+        rows = [table_row(name, id=f"p{i}", proposal=p) for i, p in enumerate(proposals)]
+        half = len(rows) // 2
+        return _reader({name: rows[:half], keys.PROPOSALS_FOR_SOLVER: rows[half:]})
+
+    return read
 
 
-def test_varied_proposals_are_diverse_and_a_repeating_proposer_trips_the_collapse_alarm() -> None:
+def test_varied_proposals_are_diverse_and_a_repeating_proposer_trips_the_collapse_alarm(
+    proposals: Any,
+) -> None:
     varied = [asdict(item.proposal) for item in generate_items(24, seed=3)]
-    health = stage_health(SPEC, _stage("propose"), _proposals([*varied, None, None]))
+    health = stage_health(SPEC, _stage("propose"), proposals([*varied, None, None]))
     figures = health["figures"]
     assert figures["proposals/parse_share"] == 24 / 26
     assert figures["diversity/caption_distinct_share"] > 0.5
@@ -45,7 +54,7 @@ def test_varied_proposals_are_diverse_and_a_repeating_proposer_trips_the_collaps
 
     # a Proposer that repeats itself: one proposal, its numbers changed at most
     repeated = [{**varied[0], "easy_answer": str(i)} for i in range(24)]
-    figures = stage_health(SPEC, _stage("propose"), _proposals(repeated))["figures"]
+    figures = stage_health(SPEC, _stage("propose"), proposals(repeated))["figures"]
     assert figures["diversity/caption_distinct_share"] == 1 / 24
     assert figures["diversity/hard_question_near_duplicate_share"] == 1.0
     assert figures["proposals/content_type_top_share"] == 1.0
@@ -53,11 +62,11 @@ def test_varied_proposals_are_diverse_and_a_repeating_proposer_trips_the_collaps
     assert [a.name for a in alarms] == ["collapse"]
 
 
-def test_diversity_is_measured_on_the_first_diversity_sample_proposals() -> None:
+def test_diversity_is_measured_on_the_first_diversity_sample_proposals(proposals: Any) -> None:
     spec = SPEC.model_copy(update={"health": HealthSpec(diversity_sample=4)})
     varied = [asdict(item.proposal) for item in generate_items(4, seed=3)]
-    proposals = varied + [varied[0]] * 20  # the repeats come after the sample
-    figures = stage_health(spec, _stage("propose"), _proposals(proposals))["figures"]
+    repeats = varied + [varied[0]] * 20  # the repeats come after the sample
+    figures = stage_health(spec, _stage("propose"), proposals(repeats))["figures"]
     assert figures["diversity/caption_distinct_share"] == 1.0
 
 
@@ -66,7 +75,7 @@ def test_coder_data_render_and_filter_shares() -> None:
         {"id": "a", "reasons": ["ok", "ok", "parse_error", "no_svg"], "dropped": None},
         {"id": "b", "reasons": ["ok"] * 4, "dropped": "renders_too_often"},
     ]
-    figures = stage_health(SPEC, _stage("coder-data"), _reader({"renders.jsonl": rows}))["figures"]
+    figures = stage_health(SPEC, _stage("coder-data"), _reader({keys.RENDERS: rows}))["figures"]
     assert figures == {
         "renders/ok_share": 6 / 8,
         "renders/failure_share": 2 / 8,
@@ -78,21 +87,21 @@ def test_coder_data_render_and_filter_shares() -> None:
     }
 
 
-def _candidate(consistency: float, margin: float, dropped: str | None) -> dict[str, Any]:
-    return {"hard_consistency": consistency, "vote_margin": margin, "dropped": dropped}
+def test_solver_data_figures_from_candidates_draws_and_probes(table_row: Any) -> None:
+    def candidate(consistency: float, margin: float, dropped: str | None) -> dict[str, Any]:
+        return table_row(keys.CANDIDATES, hard_consistency=consistency, vote_margin=margin,
+                         dropped=dropped)  # fmt: skip
 
+    def probe(chart: str, correct: bool, dropped: str | None = None) -> dict[str, Any]:
+        return table_row(keys.PROBES, chart=chart, label_correct=correct, vote_margin=0.5,
+                         dropped=dropped)  # fmt: skip
 
-def _probe(chart: str, correct: bool, dropped: str | None = None) -> dict[str, Any]:
-    return {"chart": chart, "label_correct": correct, "vote_margin": 0.5, "dropped": dropped}
-
-
-def test_solver_data_figures_from_candidates_draws_and_probes() -> None:
     read = _reader({
-        "draws.jsonl": [{"render": "ok"}, {"render": "ok"}, {"render": "timeout"}],
-        "candidates.jsonl": [_candidate(0.5, 0.2, None),
-                             _candidate(1.0, 1.0, "hard_too_consistent")],
-        keys.PROBES: [_probe("bar", True), _probe("bar", False, "easy_too_low"),
-                      _probe("pie", False), _probe("pie", False)],
+        keys.DRAWS: [{"id": "a", "render": "ok"}, {"id": "b", "render": "ok"},
+                     {"id": "c", "render": "timeout"}],
+        keys.CANDIDATES: [candidate(0.5, 0.2, None), candidate(1.0, 1.0, "hard_too_consistent")],
+        keys.PROBES: [probe("bar", True), probe("bar", False, "easy_too_low"),
+                      probe("pie", False), probe("pie", False)],
     })  # fmt: skip
     health = stage_health(SPEC, _stage("solver-data"), read)
     figures = health["figures"]
@@ -110,19 +119,19 @@ def test_solver_data_figures_from_candidates_draws_and_probes() -> None:
 
 def test_grpo_figures_sum_zero_variance_groups_over_steps() -> None:
     steps = [
-        {"step": 1, "groups/total": 4, "groups/zero_variance": 4, "reward/mean": 0.1,
-         "logprob/rollout_abs_diff_mean": 0.01},
-        {"step": 2, "groups/total": 4, "groups/zero_variance": 2, "reward/mean": 0.3,
-         "logprob/rollout_abs_diff_mean": 0.03},
+        {"kind": "step", "step": 1, "groups/total": 4, "groups/zero_variance": 4,
+         "reward/mean": 0.1, "logprob/rollout_abs_diff_mean": 0.01},
+        {"kind": "step", "step": 2, "groups/total": 4, "groups/zero_variance": 2,
+         "reward/mean": 0.3, "logprob/rollout_abs_diff_mean": 0.03},
     ]  # fmt: skip
-    figures = stage_health(SPEC, _stage("coder-grpo"), _reader({"steps.jsonl": steps}))["figures"]
+    figures = stage_health(SPEC, _stage("coder-grpo"), _reader({keys.STEPS: steps}))["figures"]
     assert figures == {
         "groups/zero_variance_share": 0.75,
         "reward/first_step_mean": 0.1,
         "reward/last_step_mean": 0.3,
         "logprob/rollout_gap_mean": pytest.approx(0.02),
     }
-    skipped = _reader({"steps.jsonl": [{"step": 0, "skipped": "no data"}]})
+    skipped = _reader({keys.STEPS: [{"kind": "step", "step": 0, "skipped": "no data"}]})
     assert stage_health(SPEC, _stage("coder-grpo"), skipped)["figures"] == {}
 
 

@@ -64,7 +64,7 @@ def test_roofline_rates_scale_with_gpus_and_shrink_with_the_model() -> None:
 
 def test_calibration_reads_rates_fill_and_overhead_from_a_finished_run(tmp_path: Path) -> None:
     stage = _stage("solver-grpo")
-    steps = [{"step": s, "response_length/mean": 50.0, "tokens/total": 3000.0,
+    steps = [{"kind": "step", "step": s, "response_length/mean": 50.0, "tokens/total": 3000.0,
               "tokens/sequences": 12.0} for s in (1, 2)]  # fmt: skip
     (tmp_path / stage.output).mkdir(parents=True)
     (tmp_path / stage.output / "steps.jsonl").write_bytes(dumps_jsonl(steps))
