@@ -60,7 +60,7 @@ def scraped_run(
     """The example run, each stage process serving /metrics on one port that a real Prometheus
     scrapes every second (the run label set by the scrape config, as relabelling does), and
     pushing its final figures to a real Pushgateway."""
-    init_tiny()  # cached after the first build (about 7 minutes on 2 cores)
+    init_tiny()  # cached after the first build (about 13 minutes on 2 cores)
     directory = tmp_path_factory.mktemp("full") / "tiny"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
