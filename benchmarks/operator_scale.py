@@ -177,6 +177,10 @@ def _start_operator(
     return operator
 
 
+STOP_GRACE = 30
+"""Seconds the operator gets to exit after SIGTERM, as a pod's default grace period."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100)
@@ -243,9 +247,16 @@ def main() -> None:
             after = {} if operator is None else _metrics(port)
             rss = 0.0 if operator is None else _rss_mib(operator.pid)
             cpu = {name: _cpu_seconds(pid) - cpu_at_start[name] for name, pid in pids.items()}
+            stopped = None  # seconds from SIGTERM to exit; None: killed after the grace
             if operator is not None:
+                asked = time.monotonic()
                 operator.terminate()
-                operator.wait(30)
+                try:
+                    operator.wait(STOP_GRACE)
+                    stopped = time.monotonic() - asked
+                except subprocess.TimeoutExpired:
+                    operator.kill()
+                    operator.wait()
         finally:
             local_cluster.down(run_dir / "cluster")
 
@@ -301,6 +312,8 @@ def main() -> None:
     print(f"| API calls per run (reconciles only) | {calls / args.runs:.1f}: {kinds} |")
     print(f"| reconcile errors | {errors:.0f} |")
     print(f"| operator resident memory | {rss:.0f} MiB |")
+    stop = f"{stopped:.1f} s" if stopped is not None else f"not within {STOP_GRACE} s, killed"
+    print(f"| operator exit after SIGTERM | {stop} |")
 
 
 if __name__ == "__main__":
